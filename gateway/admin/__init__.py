@@ -1,0 +1,1 @@
+"""The admin side: the admin API and the panel's static files."""

@@ -1,0 +1,379 @@
+"""The YAML file, read into typed, frozen settings; every mistake is a ConfigError."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import netaddr
+import yaml
+
+DEFAULT_DATA_DIR = Path("share-gateway-data")
+EMBEDDED = "embedded"
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used, named with its file, what was expected and found."""
+
+    def __init__(self, source: str, setting: str, expected: str, found: object) -> None:
+        self.source = source
+        self.setting = setting
+        super().__init__(f"{source}: {setting}: expected {expected}, found {found!r}")
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AdminToken:
+    """A named admin token; the name is what the history records as the actor."""
+
+    name: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: Listen = Listen("127.0.0.1", 8080)
+    trusted_proxies: netaddr.IPSet = field(default_factory=netaddr.IPSet)
+    max_body_bytes: int = 1_048_576
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    listen: Listen = Listen("127.0.0.1", 8081)
+    tokens: tuple[AdminToken, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = f"sqlite:///{DEFAULT_DATA_DIR}/gateway.db"
+    secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file for a SQLite store, None for any other."""
+        if self.url.startswith("sqlite:///"):
+            return Path(self.url.removeprefix("sqlite:///"))
+        return None
+
+    @property
+    def data_dir(self) -> Path:
+        """Where generated secrets live: beside the SQLite file, or the default folder."""
+        path = self.sqlite_path
+        return path.parent if path is not None else DEFAULT_DATA_DIR
+
+
+@dataclass(frozen=True)
+class UpdateRoute:
+    """How UPDATE is sent upstream; the vendor does not document it."""
+
+    method: str = "PUT"
+    path: str = "/webapi/share/{uuid}"
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    url: str = EMBEDDED
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 2.0
+    max_connections: int = 100
+    retries: int = 1
+    update: UpdateRoute = UpdateRoute()
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == EMBEDDED
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    flush_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its YAML file."""
+
+    server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
+    store: StoreSettings = StoreSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    usage: UsageSettings = UsageSettings()
+    logging: LoggingSettings = LoggingSettings()
+    source: str = "(embedded default)"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_UNSET = object()
+
+
+class _Reader:
+    """Walks one section of the file, remembering the dotted path for error messages."""
+
+    def __init__(self, source: str, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+
+    def error(self, setting: str, expected: str, found: object) -> ConfigError:
+        return ConfigError(self.source, setting, expected, found)
+
+    def section(self, data: object, name: str, allowed: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.error(name, "a mapping", data)
+        for key in data:
+            if key not in allowed:
+                where = f"{name}.{key}" if name else str(key)
+                raise self.error(where, "one of " + ", ".join(sorted(allowed)), "unknown setting")
+        return data
+
+    def interpolate(self, setting: str, value: object) -> object:
+        """Replace ${VAR} and ${VAR:-default}; a variable with neither is an error."""
+        if not isinstance(value, str):
+            return value
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.env and self.env[name] != "":
+                return self.env[name]
+            if default is not None:
+                return default
+            raise self.error(setting, f"environment variable {name} to be set", "it unset")
+
+        return _VAR.sub(sub, value)
+
+    def get(
+        self, data: dict[str, Any], name: str, key: str, parse: Callable[[str, Any], T], default: T
+    ) -> T:
+        if key not in data or data[key] is None:
+            return default
+        setting = f"{name}.{key}"
+        return parse(setting, self.interpolate(setting, data[key]))
+
+    def string(self, setting: str, value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(setting, "a string", value)
+        return str(value)
+
+    def secret(self, setting: str, value: object) -> str | None:
+        text = self.string(setting, value)
+        return text or None
+
+    def number(self, setting: str, value: object, *, integer: bool, minimum: float) -> Any:
+        if isinstance(value, bool):
+            raise self.error(setting, "a number", value)
+        try:
+            number = int(value) if integer else float(value)  # type: ignore[call-overload,arg-type]
+        except (TypeError, ValueError):
+            kind = "an integer" if integer else "a number"
+            raise self.error(setting, f"{kind} >= {minimum:g}", value) from None
+        if integer and isinstance(value, float) and not value.is_integer():
+            raise self.error(setting, f"an integer >= {minimum:g}", value)
+        if number < minimum or number != number:
+            kind = "an integer" if integer else "a number"
+            raise self.error(setting, f"{kind} >= {minimum:g}", value)
+        return number
+
+    def integer(self, minimum: int) -> Callable[[str, Any], int]:
+        return lambda s, v: int(self.number(s, v, integer=True, minimum=minimum))
+
+    def positive(self, setting: str, value: object) -> float:
+        number = float(self.number(setting, value, integer=False, minimum=0))
+        if number <= 0:
+            raise self.error(setting, "a number > 0", value)
+        return number
+
+    def listen(self, setting: str, value: object) -> Listen:
+        text = self.string(setting, value)
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text)
+        if not match:
+            raise self.error(setting, "host:port (IPv6 as [addr]:port)", text)
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4))
+        if port > 65535:
+            raise self.error(setting, "a port from 0 to 65535", text)
+        if match.group(1):
+            try:
+                netaddr.IPAddress(host, version=6)
+            except (netaddr.AddrFormatError, ValueError):
+                raise self.error(setting, "an IPv6 address in brackets", text) from None
+        return Listen(host, port)
+
+    def cidrs(self, setting: str, value: object) -> netaddr.IPSet:
+        if not isinstance(value, list):
+            raise self.error(setting, "a list of CIDR blocks", value)
+        networks = []
+        for index, item in enumerate(value):
+            where = f"{setting}[{index}]"
+            text = self.string(where, self.interpolate(where, item))
+            try:
+                networks.append(netaddr.IPNetwork(text))
+            except (netaddr.AddrFormatError, ValueError, TypeError):
+                raise self.error(where, "an IP address or CIDR block", text) from None
+        return netaddr.IPSet(networks)
+
+    def url(self, setting: str, value: object) -> str:
+        text = self.string(setting, value)
+        if text == EMBEDDED:
+            return text
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.error(setting, "an http(s) URL or 'embedded'", text)
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise self.error(setting, "an http(s) URL with a valid port", text) from None
+        return text.rstrip("/")
+
+    def store_url(self, setting: str, value: object) -> str:
+        text = self.string(setting, value)
+        if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
+            return text
+        if urlsplit(text).scheme in ("postgresql", "postgres"):
+            return text
+        raise self.error(setting, "sqlite:///PATH or postgresql://...", text)
+
+    def choice(self, *options: str) -> Callable[[str, Any], str]:
+        def parse(setting: str, value: object) -> str:
+            text = self.string(setting, value).lower()
+            if text not in options:
+                raise self.error(setting, "one of " + ", ".join(options), value)
+            return text
+
+        return parse
+
+
+def parse_settings(data: object, source: str, env: Mapping[str, str] | None = None) -> Settings:
+    """Turn the loaded YAML document into Settings, or raise ConfigError."""
+    r = _Reader(source, os.environ if env is None else env)
+    top = r.section(data, "", {"server", "admin", "store", "upstream", "usage", "logging"})
+
+    s = r.section(top.get("server"), "server", set(vars(ServerSettings())))
+    server = ServerSettings(
+        listen=r.get(s, "server", "listen", r.listen, ServerSettings.listen),
+        trusted_proxies=r.get(s, "server", "trusted_proxies", r.cidrs, netaddr.IPSet()),
+        max_body_bytes=r.get(s, "server", "max_body_bytes", r.integer(1), 1_048_576),
+        workers=r.get(s, "server", "workers", r.integer(1), 1),
+    )
+
+    a = r.section(top.get("admin"), "admin", {"listen", "tokens"})
+    admin = AdminSettings(
+        listen=r.get(a, "admin", "listen", r.listen, AdminSettings.listen),
+        tokens=_admin_tokens(r, a.get("tokens")),
+    )
+
+    st = r.section(top.get("store"), "store", {"url", "secret_key"})
+    store = StoreSettings(
+        url=r.get(st, "store", "url", r.store_url, StoreSettings.url),
+        secret_key=r.get(st, "store", "secret_key", r.secret, None),
+    )
+
+    u = r.section(top.get("upstream"), "upstream", set(vars(UpstreamSettings())))
+    up = r.section(u.get("update"), "upstream.update", {"method", "path"})
+    update = UpdateRoute(
+        method=r.get(up, "upstream.update", "method", r.choice("PUT", "PATCH", "POST"), "PUT"),
+        path=r.get(up, "upstream.update", "path", _update_path(r), UpdateRoute.path),
+    )
+    update = UpdateRoute(update.method.upper(), update.path)
+    upstream = UpstreamSettings(
+        url=r.get(u, "upstream", "url", r.url, EMBEDDED),
+        api_key=r.get(u, "upstream", "api_key", r.secret, None),
+        timeout_s=r.get(u, "upstream", "timeout_s", r.positive, 10.0),
+        connect_timeout_s=r.get(u, "upstream", "connect_timeout_s", r.positive, 2.0),
+        max_connections=r.get(u, "upstream", "max_connections", r.integer(1), 100),
+        retries=r.get(u, "upstream", "retries", r.integer(0), 1),
+        update=update,
+    )
+    if not upstream.embedded and upstream.api_key is None:
+        raise r.error("upstream.api_key", "the upstream's API key (a secret)", "nothing")
+
+    us = r.section(top.get("usage"), "usage", {"flush_interval_s"})
+    usage = UsageSettings(
+        flush_interval_s=r.get(us, "usage", "flush_interval_s", r.positive, 1.0),
+    )
+
+    lg = r.section(top.get("logging"), "logging", {"level", "format"})
+    logging_ = LoggingSettings(
+        level=r.get(lg, "logging", "level", r.choice("debug", "info", "warning", "error"), "info"),
+        format=r.get(lg, "logging", "format", r.choice("json", "text"), "json"),
+    )
+
+    if store.sqlite_path is None and store.secret_key is None:
+        raise r.error("store.secret_key", "a secret for a shared store", "nothing")
+    return Settings(server, admin, store, upstream, usage, logging_, source)
+
+
+def _admin_tokens(r: _Reader, value: object) -> tuple[AdminToken, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise r.error("admin.tokens", "a list of {name, token}", value)
+    tokens: list[AdminToken] = []
+    for index, item in enumerate(value):
+        where = f"admin.tokens[{index}]"
+        entry = r.section(item, where, {"name", "token"})
+        name = r.get(entry, where, "name", r.string, "")
+        token = r.get(entry, where, "token", r.secret, None)
+        if not name:
+            raise r.error(f"{where}.name", "a name for the token", name)
+        if token is None or len(token) < 16:
+            raise r.error(f"{where}.token", "a secret of at least 16 characters", "too short")
+        if any(t.name == name for t in tokens):
+            raise r.error(f"{where}.name", "a name no other token has", name)
+        tokens.append(AdminToken(name, token))
+    return tuple(tokens)
+
+
+def _update_path(r: _Reader) -> Callable[[str, Any], str]:
+    def parse(setting: str, value: object) -> str:
+        text = r.string(setting, value)
+        if not text.startswith("/") or "{uuid}" not in text:
+            raise r.error(setting, "a path starting with / holding {uuid}", text)
+        return text
+
+    return parse
+
+
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read a YAML file into Settings; with no path, the embedded default."""
+    if path is None:
+        return parse_settings({}, Settings.source, env)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "(file)", "a readable YAML file", exc.strerror) from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "(file)", "UTF-8 text", "undecodable bytes") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise ConfigError(source, where, "valid YAML", getattr(exc, "problem", str(exc))) from None
+    return parse_settings(data, source, env)

@@ -1,0 +1,104 @@
+"""The JSON error body every listener answers with, and the middleware that sends it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from gateway.log import ERROR_LOG
+
+REQUEST_ID = "request_id"
+"""Key under which each request's id is kept in the aiohttp request mapping."""
+
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """A refusal with an HTTP status, a stable error code and a message for people."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+
+def bad_request(field: str, message: str) -> ApiError:
+    """A 400 that names the field at fault, in the message and on its own."""
+    return ApiError(400, "BAD_REQUEST", f"{field}: {message}", field=field)
+
+
+def request_id(request: web.Request) -> str:
+    """The id of this request, set by the middleware."""
+    value = request.get(REQUEST_ID)
+    return value if isinstance(value, str) else ""
+
+
+def error_response(request: web.Request, error: ApiError) -> web.Response:
+    """Render an ApiError as the error body, with the request id."""
+    body: dict[str, str] = {
+        "error": error.code,
+        "message": error.message,
+        "requestId": request_id(request),
+    }
+    if error.field is not None:
+        body["field"] = error.field
+    return web.json_response(body, status=error.status, headers=error.headers)
+
+
+# aiohttp raises these for routing and framing problems before our handlers run.
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id and turn every failure into the JSON error body."""
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        response = error_response(request, error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "ERROR")
+        refusal = ApiError(exc.status, code, exc.reason or code)
+        if exc.status == 405:
+            refusal.headers["Allow"] = exc.headers.get("Allow", "")
+        response = error_response(request, refusal)
+    except Exception:
+        # The traceback goes to the log only; the client gets the id to quote.
+        logging.getLogger(ERROR_LOG).exception("unhandled error, request %s", rid)
+        response = error_response(
+            request, ApiError(500, "INTERNAL_ERROR", "internal error; quote the request id")
+        )
+
+    response.headers["X-Request-Id"] = rid
+    return response

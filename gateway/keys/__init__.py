@@ -1,0 +1,1 @@
+"""Keys: the model, value handling, validation rules, the cache and the service."""

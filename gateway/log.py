@@ -1,0 +1,113 @@
+"""Every logger the gateway writes to, the JSON and text formats, and access lines.
+
+Nothing here, nor anywhere else, may log a key value, an admin token or the
+upstream key: loggers get key ids and names only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+ACCESS_LOG = "gateway.access"
+AUTH_LOG = "gateway.auth"
+UPSTREAM_LOG = "gateway.upstream"
+STORE_LOG = "gateway.store"
+USAGE_LOG = "gateway.usage"
+ADMIN_LOG = "gateway.admin"
+ERROR_LOG = "gateway.error"
+BACKEND_LOG = "gateway.backend"
+SERVER_LOG = "gateway.server"
+
+_RESERVED = set(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _RESERVED and not name.startswith("_"):
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """A line for people: time, level, logger, message, then extra fields as k=v."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{name}={value}"
+            for name, value in vars(record).items()
+            if name not in _RESERVED and not name.startswith("_")
+        ]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
+def configure(level: str = "info", fmt: str = "json") -> None:
+    """Send the gateway's loggers to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger("gateway")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    # aiohttp's own access log would repeat ours without the key fields.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def set_level(level: str) -> None:
+    """Change the gateway's log level in place."""
+    logging.getLogger("gateway").setLevel(level.upper())
+
+
+# What the request path leaves on the request for the access line.
+ACCESS_KEY = "access_key"
+ACCESS_OPERATION = "access_operation"
+
+
+@web.middleware
+async def access_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One access line a request, written after the answer is ready."""
+    started = time.perf_counter()
+    response = await handler(request)
+    logger = logging.getLogger(ACCESS_LOG)
+    if logger.isEnabledFor(logging.INFO):
+        key = request.get(ACCESS_KEY)
+        logger.info(
+            "%s %s %d",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "request_id": response.headers.get("X-Request-Id", ""),
+                "key_id": getattr(key, "id", None),
+                "key_name": getattr(key, "name", None),
+                "operation": request.get(ACCESS_OPERATION),
+                "status": response.status,
+                "client": request.remote,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+    return response

@@ -1,0 +1,1 @@
+"""The request path: client address, checks, operations and the upstream client."""
