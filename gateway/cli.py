@@ -236,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
     if args.command == "serve":
-
         gateway_log.configure(settings.logging.level, settings.logging.format)
         return _run(lambda: _serve(settings))
     if args.command == "backend":

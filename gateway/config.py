@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -145,7 +146,8 @@ class _Reader:
         if data is None:
             return {}
         if not isinstance(data, dict):
-            raise self.error(name, "a mapping", data)
+            # The document itself has no setting name; say so rather than print an empty one.
+            raise self.error(name or "(top level)", "a mapping", data)
         for key in data:
             if key not in allowed:
                 where = f"{name}.{key}" if name else str(key)
@@ -163,7 +165,9 @@ class _Reader:
                 return self.env[name]
             if default is not None:
                 return default
-            raise self.error(setting, f"environment variable {name} to be set", "it unset")
+            # An empty variable counts as unset (a blank secret is a mistake), but say which.
+            state = "empty" if name in self.env else "unset"
+            raise self.error(setting, f"environment variable {name} to be set", f"{name} {state}")
 
         return _VAR.sub(sub, value)
 
@@ -187,15 +191,19 @@ class _Reader:
     def number(self, setting: str, value: object, *, integer: bool, minimum: float) -> Any:
         if isinstance(value, bool):
             raise self.error(setting, "a number", value)
+        kind = "an integer" if integer else "a number"
+        # OverflowError: int() of YAML's .inf; non-finite floats make no timeout or interval.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(setting, f"a finite {kind.removeprefix('a').strip()}", value)
         try:
             number = int(value) if integer else float(value)  # type: ignore[call-overload,arg-type]
-        except (TypeError, ValueError):
-            kind = "an integer" if integer else "a number"
+        except (TypeError, ValueError, OverflowError):
             raise self.error(setting, f"{kind} >= {minimum:g}", value) from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise self.error(setting, f"a finite {kind.removeprefix('a').strip()}", value)
         if integer and isinstance(value, float) and not value.is_integer():
             raise self.error(setting, f"an integer >= {minimum:g}", value)
         if number < minimum or number != number:
-            kind = "an integer" if integer else "a number"
             raise self.error(setting, f"{kind} >= {minimum:g}", value)
         return number
 
@@ -203,7 +211,11 @@ class _Reader:
         return lambda s, v: int(self.number(s, v, integer=True, minimum=minimum))
 
     def positive(self, setting: str, value: object) -> float:
-        number = float(self.number(setting, value, integer=False, minimum=0))
+        try:
+            number = float(self.number(setting, value, integer=False, minimum=0))
+        except ConfigError:
+            # Say "> 0" for every refusal, not the ">= 0" of the shared number check.
+            raise self.error(setting, "a number > 0", value) from None
         if number <= 0:
             raise self.error(setting, "a number > 0", value)
         return number

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.log import ERROR_LOG
 
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 """Key under which each request's id is kept in the aiohttp request mapping."""
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -46,8 +46,7 @@ def bad_request(field: str, message: str) -> ApiError:
 
 def request_id(request: web.Request) -> str:
     """The id of this request, set by the middleware."""
-    value = request.get(REQUEST_ID)
-    return value if isinstance(value, str) else ""
+    return request[REQUEST_ID] if REQUEST_ID in request else ""
 
 
 def error_response(request: web.Request, error: ApiError) -> web.Response:

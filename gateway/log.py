@@ -81,8 +81,9 @@ def set_level(level: str) -> None:
 
 
 # What the request path leaves on the request for the access line.
-ACCESS_KEY = "access_key"
-ACCESS_OPERATION = "access_operation"
+ACCESS_KEY = web.RequestKey("access_key", object)
+ACCESS_OPERATION = web.RequestKey("access_operation", str)
+ACCESS_CLIENT = web.RequestKey("access_client", str)
 
 
 @web.middleware
@@ -106,7 +107,7 @@ async def access_middleware(
                 "key_name": getattr(key, "name", None),
                 "operation": request.get(ACCESS_OPERATION),
                 "status": response.status,
-                "client": request.remote,
+                "client": request.get(ACCESS_CLIENT, request.remote),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             },
         )

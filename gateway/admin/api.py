@@ -14,7 +14,7 @@ from gateway.keys.model import Key, iso
 from gateway.state import STATE, GatewayState
 
 API = "/admin/api"
-ACTOR = "admin_actor"
+ACTOR = web.RequestKey("admin_actor", str)
 
 
 @web.middleware

@@ -12,7 +12,7 @@ from gateway import shares
 from gateway.errors import ApiError, request_id
 from gateway.keys.model import Key
 from gateway.keys.service import utcnow
-from gateway.log import ACCESS_KEY, ACCESS_OPERATION
+from gateway.log import ACCESS_CLIENT, ACCESS_KEY, ACCESS_OPERATION
 from gateway.proxy.address import client_address, parse_ip
 from gateway.proxy.checks import (
     authenticate,
@@ -104,6 +104,7 @@ async def _checked(
     address = client_address(
         request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_proxies
     )
+    request[ACCESS_CLIENT] = str(address)
     check_address(key, address)
     check_permission(key, operation.permission)
 

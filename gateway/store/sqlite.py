@@ -52,7 +52,8 @@ class SqliteStore:
         folder = self.path.parent
         if not folder.is_dir():
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                # SECURITY: the folder holds the store and generated secrets: owner only.
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreStartError(
                     f"cannot create data folder {folder}: {exc.strerror}"

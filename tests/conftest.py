@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import Listen, Settings, load_settings, parse_settings
+from tests.processes import ADMIN_TOKEN, SECRET_KEY, GatewayProcess
+
+
+def test_settings(folder: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings for an in-process gateway on free ports, a SQLite file in `folder`."""
+    data: dict[str, Any] = {
+        "server": {"listen": "127.0.0.1:0"},
+        "admin": {"listen": "127.0.0.1:0", "tokens": [{"name": "ops", "token": ADMIN_TOKEN}]},
+        "store": {"url": f"sqlite:///{folder}/gateway.db", "secret_key": SECRET_KEY},
+        "usage": {"flush_interval_s": 0.2},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return parse_settings(data, "test")
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A gateway in this process, serving on free ports, upstream the embedded backend."""
+    running = Gateway(test_settings(tmp_path))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def admin(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the admin listener carrying the admin token."""
+    async with aiohttp.ClientSession(
+        base_url=gateway.admin_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+async def public(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the public listener, with no credentials of its own."""
+    async with aiohttp.ClientSession(base_url=gateway.public_url) as session:
+        yield session
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start `share-gateway serve` processes; each is stopped when the test ends."""
+    started: list[GatewayProcess] = []
+
+    def start(overrides: dict[str, Any] | None = None, name: str = "gw") -> GatewayProcess:
+        process = GatewayProcess(tmp_path / name, overrides).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+__all__ = ["Listen", "load_settings", "replace", "test_settings"]

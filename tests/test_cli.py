@@ -1,0 +1,210 @@
+"""The share-gateway command, run as a user would, in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.processes import SECRET_KEY, GatewayProcess
+
+
+def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """share-gateway ARGS, from `folder`, capturing what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+
+
+def ok(folder: Path, *args: str) -> str:
+    result = run(folder, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"store": {"url": f"sqlite:///{tmp_path}/data/gateway.db", "secret_key": SECRET_KEY}}
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def create(folder: Path, config: Path, *options: str) -> tuple[str, str]:
+    """Create a key; answer its value and id."""
+    value = ok(folder, "keys", "--config", str(config), "create", *options).strip()
+    listed = json.loads(ok(folder, "keys", "--config", str(config), "list", "--json"))
+    return value, listed["keys"][-1]["id"]
+
+
+def test_keys_create_prints_only_the_value(tmp_path: Path, config: Path) -> None:
+    """keys create prints the new value on stdout, and the id on stderr."""
+    result = run(tmp_path, "keys", "--config", str(config), "create", "--name", "ci")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("cfe") and len(result.stdout.strip()) == 41
+    assert "created key" in result.stderr
+
+
+def test_keys_create_takes_every_field(tmp_path: Path, config: Path) -> None:
+    """Every option of keys create lands in the key."""
+    _, key_id = create(
+        tmp_path,
+        config,
+        "--name",
+        "deploy",
+        "--allow",
+        "get,list",
+        "--admin",
+        "--not-before",
+        "2026-01-01T00:00:00Z",
+        "--not-after",
+        "2027-01-01T00:00:00Z",
+        "--ip",
+        "10.0.0.0/8",
+        "--ip",
+        "2001:db8::/32,192.0.2.1-192.0.2.9",
+        "--description",
+        "from the CLI",
+    )
+
+    key = json.loads(ok(tmp_path, "keys", "--config", str(config), "show", key_id))
+
+    assert {name: key[name] for name in key if name not in ("id", "createdAt", "updatedAt")} == {
+        "name": "deploy",
+        "maskedValue": key["maskedValue"],
+        "permissions": {
+            "get": True,
+            "list": True,
+            "create": False,
+            "update": False,
+            "delete": False,
+        },
+        "admin": True,
+        "notValidBefore": "2026-01-01T00:00:00Z",
+        "notValidAfter": "2027-01-01T00:00:00Z",
+        "allowedIps": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1-192.0.2.9"],
+        "description": "from the CLI",
+        "createdBy": "cli",
+        "usageCount": 0,
+        "deniedCount": 0,
+        "lastUsedAt": None,
+    }
+
+
+def test_keys_update_reveal_download_history_delete(tmp_path: Path, config: Path) -> None:
+    """The key life cycle from the CLI, recorded with the actor `cli`."""
+    value, key_id = create(tmp_path, config, "--name", "ci", "--allow", "get")
+    cfg = ("keys", "--config", str(config))
+
+    updated = json.loads(ok(tmp_path, *cfg, "update", key_id, "--allow", "get,delete"))
+    revealed = ok(tmp_path, *cfg, "reveal", key_id).strip()
+    ok(tmp_path, *cfg, "download", key_id, "--output", str(tmp_path / "ci.key"))
+    ok(tmp_path, *cfg, "delete", key_id)
+    events = json.loads(ok(tmp_path, *cfg, "history", key_id))["events"]
+
+    assert updated["permissions"]["delete"] is True
+    assert revealed == value
+    assert (tmp_path / "ci.key").read_text() == value + "\n"
+    assert (tmp_path / "ci.key").stat().st_mode & 0o777 == 0o600
+    assert [(e["action"], e["actor"]) for e in events] == [
+        ("deleted", "cli"),
+        ("downloaded", "cli"),
+        ("revealed", "cli"),
+        ("updated", "cli"),
+        ("created", "cli"),
+    ]
+    assert events[3]["changes"] == [
+        {
+            "field": "permissions",
+            "old": {"get": True, "list": False, "create": False, "update": False, "delete": False},
+            "new": {"get": True, "list": False, "create": False, "update": False, "delete": True},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("create", "--name", ""), 1, "name: must be 1 to 40 characters"),
+        (("create", "--name", "x", "--allow", "get,share"), 1, "permissions.share"),
+        (("create", "--name", "x", "--ip", "10.0.0.300"), 1, "allowedIps[0]"),
+        (("create", "--name", "x", "--not-before", "soon"), 1, "notValidBefore"),
+        (("show", "no-such-id"), 1, "no key with id 'no-such-id'"),
+        (("delete", "no-such-id"), 1, "no key with id 'no-such-id'"),
+        (("frobnicate",), 2, "invalid choice"),
+    ],
+)
+def test_keys_errors_exit_non_zero_without_traceback(
+    tmp_path: Path, config: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    """A refused command prints one clear line and exits with its code."""
+    result = run(tmp_path, "keys", "--config", str(config), *args)
+
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_keys_without_config_use_the_embedded_default_folder(tmp_path: Path) -> None:
+    """With no config the CLI keeps keys in ./share-gateway-data, owner-only secrets."""
+    value = ok(tmp_path, "keys", "create", "--name", "local").strip()
+    listed = json.loads(ok(tmp_path, "keys", "list", "--json"))
+
+    data = tmp_path / "share-gateway-data"
+    assert [k["maskedValue"] for k in listed["keys"]] == [f"{value[:3]}****{value[-3:]}"]
+    assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_keys_list_prints_a_table(tmp_path: Path, config: Path) -> None:
+    """keys list without --json prints a header and a row per key."""
+    value, key_id = create(tmp_path, config, "--name", "ci", "--allow", "get,list")
+
+    lines = ok(tmp_path, "keys", "--config", str(config), "list").splitlines()
+
+    assert lines[0].split() == ["ID", "NAME", "KEY", "PERMISSIONS", "USAGE", "LAST", "USED"]
+    assert lines[1].split() == [key_id, "ci", f"{value[:3]}****{value[-3:]}", "get,list", "0", "-"]
+
+
+async def test_serve_with_no_config_is_usable_from_the_cli(tmp_path: Path) -> None:
+    """The quickstart: serve with no config, a CLI key, then the admin API shows it."""
+    process = GatewayProcess(tmp_path)
+    process.config = {}
+    # The embedded default listens on fixed ports; run it through the same
+    # code path but on free ports by giving only the listen addresses.
+    process.config = {
+        "server": {"listen": f"127.0.0.1:{process.public_port}"},
+        "admin": {"listen": f"127.0.0.1:{process.admin_port}"},
+    }
+    process.start()
+    try:
+        value = ok(tmp_path, "keys", "create", "--name", "quick", "--allow", "get").strip()
+        token = (tmp_path / "share-gateway-data" / "admin-token").read_text().strip()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            response = await session.get(process.admin_url + "/admin/api/keys")
+            listed: dict[str, Any] = await response.json()
+    finally:
+        process.stop()
+
+    assert response.status == 200
+    assert [k["name"] for k in listed["keys"]] == ["quick"]
+    assert value not in process.logs() and token not in process.logs()
+    assert "share-gateway-data/admin-token" in process.logs()
