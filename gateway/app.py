@@ -11,6 +11,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from gateway.admin.api import add_admin_routes, admin_auth_middleware
+from gateway.admin.panel import add_panel_routes
 from gateway.config import AdminToken, Listen, Settings
 from gateway.errors import ApiError, error_middleware
 from gateway.keys.cache import KeyCache
@@ -73,13 +74,14 @@ def public_app(state: GatewayState) -> web.Application:
 
 
 def admin_app(state: GatewayState) -> web.Application:
-    """The listener ops use: the admin API (and, later, the panel)."""
+    """The listener ops use: the admin API and the panel."""
     app = web.Application(
         middlewares=[access_middleware, error_middleware, admin_auth_middleware],
         client_max_size=1024 * 1024,
     )
     app[STATE] = state
     add_admin_routes(app)
+    add_panel_routes(app)
     return app
 
 

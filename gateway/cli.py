@@ -32,6 +32,7 @@ examples:
   share-gateway keys create --name ci --allow get,list --ip 10.0.0.0/8
   share-gateway keys list
   share-gateway keys update KEY_ID --allow get,list,create
+  share-gateway keys rotate KEY_ID --grace 3600
   share-gateway keys history KEY_ID
 
 exit codes: 0 done, 1 refused (bad field, unknown key), 2 bad arguments or
@@ -81,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("id")
     update.add_argument("--name")
     _field_options(update)
+    rotate = actions.add_parser("rotate", help="give a key a new value and print it")
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--grace",
+        type=int,
+        default=86_400,
+        metavar="SECONDS",
+        help="how long the old value keeps working (default 86400; 0 ends it at once)",
+    )
     for name, help_text in (
         ("reveal", "print a key's value"),
         ("download", "write a key's value to a file"),
@@ -169,6 +179,11 @@ async def _key_action(service: KeyService, args: argparse.Namespace) -> int:
         _print_json((await service.get(args.id)).to_json())
     elif action == "update":
         _print_json((await service.update(args.id, _fields(args), CLI_ACTOR)).to_json())
+    elif action == "rotate":
+        key, value = await service.rotate(args.id, {"gracePeriodSeconds": args.grace}, CLI_ACTOR)
+        print(value)
+        until = key.to_json()["previousValidUntil"]
+        print(f"rotated key {key.id}; old value valid until {until or 'now'}", file=sys.stderr)
     elif action == "reveal":
         print(await service.reveal(args.id, CLI_ACTOR))
     elif action == "download":

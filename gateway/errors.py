@@ -46,7 +46,7 @@ def bad_request(field: str, message: str) -> ApiError:
 
 def request_id(request: web.Request) -> str:
     """The id of this request, set by the middleware."""
-    return request[REQUEST_ID] if REQUEST_ID in request else ""
+    return str(request.get(REQUEST_ID, ""))
 
 
 def error_response(request: web.Request, error: ApiError) -> web.Response:

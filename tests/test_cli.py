@@ -106,6 +106,7 @@ def test_keys_create_takes_every_field(tmp_path: Path, config: Path) -> None:
         "usageCount": 0,
         "deniedCount": 0,
         "lastUsedAt": None,
+        "previousValidUntil": None,
     }
 
 
@@ -208,3 +209,17 @@ async def test_serve_with_no_config_is_usable_from_the_cli(tmp_path: Path) -> No
     assert [k["name"] for k in listed["keys"]] == ["quick"]
     assert value not in process.logs() and token not in process.logs()
     assert "share-gateway-data/admin-token" in process.logs()
+
+
+def test_keys_rotate_prints_the_new_value(tmp_path: Path, config: Path) -> None:
+    """keys rotate prints a new value that reveal then answers, and records `rotated`."""
+    value, key_id = create(tmp_path, config, "--name", "ci")
+    cfg = ("keys", "--config", str(config))
+
+    rotated = ok(tmp_path, *cfg, "rotate", key_id, "--grace", "60").strip()
+    revealed = ok(tmp_path, *cfg, "reveal", key_id).strip()
+    events = json.loads(ok(tmp_path, *cfg, "history", key_id))["events"]
+
+    assert rotated != value and rotated.startswith("cfe")
+    assert revealed == rotated
+    assert [e["action"] for e in events] == ["revealed", "rotated", "created"]

@@ -107,6 +107,16 @@ async def download_key(request: web.Request) -> web.Response:
     )
 
 
+async def rotate_key(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _body(request) if request.body_exists else None
+    key, value = await state.keys.rotate(request.match_info["id"], body, request[ACTOR])
+    _changed(request)
+    return web.json_response(
+        {**_key_json(state, key), "value": value}, headers={"Cache-Control": "no-store"}
+    )
+
+
 async def key_history(request: web.Request) -> web.Response:
     state = request.app[STATE]
     events = await state.keys.history(request.match_info["id"])
@@ -136,5 +146,6 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_delete(f"{API}/keys/{{id}}", delete_key)
     app.router.add_post(f"{API}/keys/{{id}}/reveal", reveal_key)
     app.router.add_get(f"{API}/keys/{{id}}/download", download_key, allow_head=False)
+    app.router.add_post(f"{API}/keys/{{id}}/rotate", rotate_key)
     app.router.add_get(f"{API}/keys/{{id}}/history", key_history, allow_head=False)
     app.router.add_get(f"{API}/keys/{{id}}/usage", key_usage, allow_head=False)

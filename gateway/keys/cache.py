@@ -34,8 +34,11 @@ class KeyCache:
         self.lookups = 0
 
     async def find(self, value: str) -> Key | None:
-        """The live key with this value, or None."""
-        lookup_hash = self.vault.lookup_hash(value)
+        """The live key with this value (or previous value, after a rotation), or None."""
+        return await self.find_by_hash(self.vault.lookup_hash(value))
+
+    async def find_by_hash(self, lookup_hash: str) -> Key | None:
+        """The live key whose value or previous value has this lookup hash."""
         if lookup_hash in self._keys:
             self.hits += 1
             return self._keys[lookup_hash]

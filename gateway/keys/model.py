@@ -50,6 +50,9 @@ class Key:
     usage_count: int = 0
     denied_count: int = 0
     last_used_at: datetime | None = None
+    # After a rotation, the old value keeps working until previous_valid_until.
+    previous_lookup_hash: str | None = None
+    previous_valid_until: datetime | None = None
 
     @cached_property
     def ip_set(self) -> netaddr.IPSet | None:
@@ -76,6 +79,7 @@ class Key:
             "usageCount": self.usage_count,
             "deniedCount": self.denied_count,
             "lastUsedAt": iso(self.last_used_at),
+            "previousValidUntil": iso(self.previous_valid_until),
         }
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import ApiError
 from gateway.keys.model import Change, HistoryEvent, Key, UsageBucket, iso
-from gateway.keys.rules import KeyFields, parse_key_changes, parse_new_key
+from gateway.keys.rules import KeyFields, parse_grace_period, parse_key_changes, parse_new_key
 from gateway.keys.values import KeyVault, mask, new_value
 from gateway.store.base import Store
 
@@ -107,27 +108,49 @@ class KeyService:
             return key
 
         now = self.clock()
-        updated = Key(
-            id=key.id,
+        updated = replace(
+            key,
             name=after.name,
-            lookup_hash=key.lookup_hash,
-            sealed_value=key.sealed_value,
-            masked_value=key.masked_value,
             permissions=after.permissions,
             admin=after.admin,
             not_valid_before=after.not_valid_before,
             not_valid_after=after.not_valid_after,
             allowed_ips=after.allowed_ips,
             description=after.description,
-            created_at=key.created_at,
             updated_at=now,
-            created_by=key.created_by,
-            usage_count=key.usage_count,
-            denied_count=key.denied_count,
-            last_used_at=key.last_used_at,
         )
         await self.store.update_key(updated, HistoryEvent(key.id, now, actor, "updated", changes))
         return updated
+
+    async def rotate(self, key_id: str, data: object, actor: str) -> tuple[Key, str]:
+        """A new value for the key; the old one keeps working for the grace period.
+
+        Only one previous value is kept: rotating again during a grace period
+        ends the older value's grace at once.
+        """
+        grace = parse_grace_period(data)
+        key = await self.get(key_id)
+        now = self.clock()
+        value = new_value()
+        rotated = replace(
+            key,
+            lookup_hash=self.vault.lookup_hash(value),
+            sealed_value=self.vault.seal(value, key.id),
+            masked_value=mask(value),
+            previous_lookup_hash=key.lookup_hash if grace else None,
+            previous_valid_until=now + timedelta(seconds=grace) if grace else None,
+            updated_at=now,
+        )
+        changes = (
+            Change("maskedValue", key.masked_value, rotated.masked_value),
+            Change(
+                "previousValidUntil",
+                iso(key.previous_valid_until),
+                iso(rotated.previous_valid_until),
+            ),
+        )
+        await self.store.update_key(rotated, HistoryEvent(key.id, now, actor, "rotated", changes))
+        return rotated, value
 
     async def delete(self, key_id: str, actor: str) -> None:
         await self.get(key_id)

@@ -29,14 +29,20 @@ def bearer(header: str | None) -> str:
     return value.strip()
 
 
-async def authenticate(header: str | None, cache: KeyCache) -> Key:
+async def authenticate(header: str | None, cache: KeyCache, now: datetime) -> Key:
     """The key the request carries; the checksum is checked before any lookup."""
     value = bearer(header)
     if not well_formed(value):
         raise unauthorized("the key is malformed")
-    key = await cache.find(value)
+    lookup_hash = cache.vault.lookup_hash(value)
+    key = await cache.find_by_hash(lookup_hash)
     if key is None:
         raise unauthorized("the key is unknown or has been deleted")
+    if key.lookup_hash != lookup_hash:
+        # The value presented is the one a rotation replaced.
+        until = key.previous_valid_until
+        if until is None or now >= until:
+            raise unauthorized("the key was rotated and this value's grace period has ended")
     return key
 
 

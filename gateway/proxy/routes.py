@@ -83,7 +83,7 @@ async def _handle(request: web.Request, operation: Operation) -> web.Response:
     now = utcnow()
     key: Key | None = None
     try:
-        key = await authenticate(request.headers.get("Authorization"), state.cache)
+        key = await authenticate(request.headers.get("Authorization"), state.cache, now)
         request[ACCESS_KEY] = key
         answer = await _checked(request, state, operation, key)
     except UpstreamError:

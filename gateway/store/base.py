@@ -51,7 +51,7 @@ class Store(Protocol):
         """A key that is not deleted, with its usage totals."""
 
     async def find_key(self, lookup_hash: str) -> Key | None:
-        """The live key whose value has this lookup hash."""
+        """The live key whose value, or previous value after a rotation, has this hash."""
 
     async def list_keys(self) -> list[Key]: ...
 

@@ -48,4 +48,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO key_version (id, version) VALUES (1, 0);
     """,
+    # 2: rotation keeps the previous value's hash working until its grace period ends.
+    """
+    ALTER TABLE keys ADD COLUMN previous_lookup_hash TEXT;
+    ALTER TABLE keys ADD COLUMN previous_valid_until TEXT;
+    CREATE INDEX keys_by_previous_hash ON keys (previous_lookup_hash);
+    """,
 )

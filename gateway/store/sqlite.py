@@ -27,7 +27,8 @@ _KEY_COLUMNS = (
     "k.id, k.name, k.lookup_hash, k.sealed_value, k.masked_value, k.permissions, k.admin, "
     "k.not_valid_before, k.not_valid_after, k.allowed_ips, k.description, k.created_at, "
     "k.updated_at, k.created_by, "
-    "COALESCE(u.usage_count, 0), COALESCE(u.denied_count, 0), u.last_used_at"
+    "COALESCE(u.usage_count, 0), COALESCE(u.denied_count, 0), u.last_used_at, "
+    "k.previous_lookup_hash, k.previous_valid_until"
 )
 _KEY_SELECT = f"SELECT {_KEY_COLUMNS} FROM keys k LEFT JOIN key_usage u ON u.key_id = k.id"  # noqa: S608
 
@@ -154,7 +155,8 @@ class SqliteStore:
             await db.execute(
                 "UPDATE keys SET name = ?, lookup_hash = ?, sealed_value = ?, masked_value = ?,"
                 " permissions = ?, admin = ?, not_valid_before = ?, not_valid_after = ?,"
-                " allowed_ips = ?, description = ?, updated_at = ? WHERE id = ?",
+                " allowed_ips = ?, description = ?, updated_at = ?, previous_lookup_hash = ?,"
+                " previous_valid_until = ? WHERE id = ?",
                 (
                     key.name,
                     key.lookup_hash,
@@ -167,6 +169,8 @@ class SqliteStore:
                     json.dumps(list(key.allowed_ips)),
                     key.description,
                     _text(key.updated_at),
+                    key.previous_lookup_hash,
+                    _text(key.previous_valid_until),
                     key.id,
                 ),
             )
@@ -207,6 +211,11 @@ class SqliteStore:
         rows = await self._rows(
             f"{_KEY_SELECT} WHERE k.lookup_hash = ? AND k.deleted_at IS NULL", (lookup_hash,)
         )
+        if not rows:
+            rows = await self._rows(
+                f"{_KEY_SELECT} WHERE k.previous_lookup_hash = ? AND k.deleted_at IS NULL",
+                (lookup_hash,),
+            )
         return _key(rows[0]) if rows else None
 
     async def list_keys(self) -> list[Key]:
@@ -285,4 +294,6 @@ def _key(row: sqlite3.Row) -> Key:
         usage_count=int(row[14]),
         denied_count=int(row[15]),
         last_used_at=_moment(last_used),
+        previous_lookup_hash=row[17],
+        previous_valid_until=_moment(row[18]),
     )

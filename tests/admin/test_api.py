@@ -63,6 +63,7 @@ async def test_create_answers_201_with_the_full_value(admin: aiohttp.ClientSessi
         "usageCount": 0,
         "deniedCount": 0,
         "lastUsedAt": None,
+        "previousValidUntil": None,
     }
 
 
