@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,8 @@ from gateway.keys.model import OPERATIONS, Permissions
 NAME_MAX = 40
 DESCRIPTION_MAX = 4000
 ALLOWED_IPS_MAX = 1000
+GRACE_DEFAULT_S = 86_400
+GRACE_MAX_S = 30 * 86_400
 _WRITABLE = {
     "name",
     "permissions",
@@ -110,8 +113,10 @@ def parse_name(value: object) -> str:
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise bad_request("name", f"must be 1 to {NAME_MAX} characters, found {len(name)}")
-    if any(ord(c) < 32 for c in name):
+    # Category Cc is C0, DEL and C1: all of them, not only the ASCII ones below 32.
+    if any(unicodedata.category(c) == "Cc" for c in name):
         raise bad_request("name", "must not hold control characters")
+    _check_encodable("name", name)
     return name
 
 
@@ -124,7 +129,16 @@ def parse_description(value: object) -> str:
         raise bad_request(
             "description", f"must be at most {DESCRIPTION_MAX} characters, found {len(value)}"
         )
+    _check_encodable("description", value)
     return value
+
+
+def _check_encodable(name: str, text: str) -> None:
+    # JSON may carry lone surrogates ("\ud800"); they cannot be stored as UTF-8.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(name, "must be valid Unicode text") from None
 
 
 def _bool(name: str, value: object) -> bool:
@@ -163,7 +177,13 @@ def parse_moment(name: str, value: object) -> datetime | None:
         raise bad_request(name, f"must be an ISO 8601 date-time, found {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 has no UTC moment inside datetime's range.
+        raise bad_request(
+            name, f"must be a date-time within years 1 to 9999, found {value!r}"
+        ) from None
 
 
 def check_window(before: datetime | None, after: datetime | None) -> None:
@@ -202,12 +222,17 @@ def parse_ip_entry(name: str, text: str) -> str:
             return f"{first}-{last}"
         if "/" in text:
             address_text, _, prefix = text.partition("/")
-            if not prefix.isdigit():
+            # isascii: isdigit alone takes other scripts' digits ('٣').
+            if not (prefix.isascii() and prefix.isdigit()):
                 raise ValueError(text)
-            network = netaddr.IPNetwork(f"{_address(address_text)}/{int(prefix)}")
+            address = netaddr.IPAddress(address_text, flags=netaddr.INET_PTON)
+            network = netaddr.IPNetwork(f"{address}/{int(prefix)}")
             # A block with host bits set is usually a typo for a single address or a block.
             if network.ip != network.network:
                 raise bad_request(name, f"{text!r}: host bits set, did you mean {network.cidr}?")
+            # An IPv4-mapped block is kept as the IPv4 block it stands for, as in _address.
+            if network.version == 6 and network.prefixlen >= 96 and address.is_ipv4_mapped():
+                network = netaddr.IPNetwork(f"{address.ipv4()}/{network.prefixlen - 96}")
             return str(network.cidr)
         return str(_address(text))
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -216,4 +241,26 @@ def parse_ip_entry(name: str, text: str) -> str:
 
 def _address(text: str) -> netaddr.IPAddress:
     # INET_PTON refuses the legacy forms ('10.1', '0x0a000001') that are easy typos.
-    return netaddr.IPAddress(text, flags=netaddr.INET_PTON)
+    address = netaddr.IPAddress(text, flags=netaddr.INET_PTON)
+    # Clients on IPv4-mapped IPv6 are checked as IPv4 (proxy.address.parse_ip), so an
+    # entry written as ::ffff:1.2.3.4 must be kept as 1.2.3.4 or it would never match.
+    if address.version == 6 and address.is_ipv4_mapped():
+        return address.ipv4()
+    return address
+
+
+def parse_grace_period(data: object) -> int:
+    """A rotate body: `{"gracePeriodSeconds": N}`, 0 to 30 days, default one day."""
+    if data is None:
+        return GRACE_DEFAULT_S
+    if not isinstance(data, dict):
+        raise bad_request("body", "must be a JSON object")
+    for name in data:
+        if name != "gracePeriodSeconds":
+            raise bad_request(name, "is not a rotate field")
+    value = data.get("gracePeriodSeconds", GRACE_DEFAULT_S)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= GRACE_MAX_S:
+        raise bad_request(
+            "gracePeriodSeconds", f"must be an integer from 0 to {GRACE_MAX_S}, found {value!r}"
+        )
+    return value
