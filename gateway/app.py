@@ -7,17 +7,20 @@ import logging
 import secrets
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 
+from gateway import openapi
 from gateway.admin.api import add_admin_routes, admin_auth_middleware
 from gateway.admin.panel import add_panel_routes
-from gateway.config import AdminToken, Listen, Settings
+from gateway.config import AdminToken, ConfigError, Listen, Settings, load_settings
 from gateway.errors import ApiError, error_middleware
 from gateway.keys.cache import KeyCache
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault, read_or_create_secret, read_or_create_token
 from gateway.log import SERVER_LOG, access_middleware
+from gateway.log import configure as configure_logging
 from gateway.proxy.routes import add_share_routes
 from gateway.proxy.upstream import UpstreamClient
 from gateway.state import STATE, GatewayState
@@ -46,6 +49,10 @@ def with_admin_tokens(settings: Settings) -> Settings:
     # SECURITY: the log names the file that holds the token, never the token.
     log.warning("no admin token configured; %s %s", "generated" if created else "using", path)
     return replace(settings, admin=replace(settings.admin, tokens=(AdminToken("admin", token),)))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -82,6 +89,7 @@ def admin_app(state: GatewayState) -> web.Application:
     app[STATE] = state
     add_admin_routes(app)
     add_panel_routes(app)
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
     return app
 
 
@@ -93,6 +101,12 @@ class Gateway:
         self.state: GatewayState | None = None
         self._runners: list[web.AppRunner] = []
         self._backend: web.AppRunner | None = None
+        # The embedded backend's address and key, which a reload does not change.
+        self._embedded: tuple[str, str] | None = None
+        # Upstream clients replaced by a reload, closed once their requests had time to end.
+        self._retired: list[UpstreamClient] = []
+        self._retiring: set[asyncio.TimerHandle] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self.public_url = ""
         self.admin_url = ""
 
@@ -135,6 +149,7 @@ class Gateway:
         api_key = secrets.token_urlsafe(32)
         db_path = settings.store.data_dir / "shares.db"
         self._backend, base_url = await start_backend(db_path, api_key)
+        self._embedded = (base_url, api_key)
         log.info("embedded reference backend on %s (%s)", base_url, db_path)
         return base_url, api_key
 
@@ -149,11 +164,75 @@ class Gateway:
         host, port = runner.addresses[0][:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    async def reload(self, new: Settings) -> list[str]:
+        """Apply what can change while running; answer the settings that need a restart.
+
+        The settings that need a restart keep their old values. Requests in
+        flight keep the upstream client they started with; it is closed once
+        they have had the upstream timeout to finish.
+        """
+        state = self.state
+        if state is None:
+            return []
+        old = state.settings
+        new = with_admin_tokens(new)
+        kept = [
+            name
+            for name, before, after in (
+                ("server.listen", old.server.listen, new.server.listen),
+                ("server.workers", old.server.workers, new.server.workers),
+                ("server.max_body_bytes", old.server.max_body_bytes, new.server.max_body_bytes),
+                ("admin.listen", old.admin.listen, new.admin.listen),
+                ("store.url", old.store.url, new.store.url),
+                ("store.secret_key", old.store.secret_key, new.store.secret_key),
+                ("upstream.url", old.upstream.embedded, new.upstream.embedded),
+            )
+            if before != after
+        ]
+        applied = replace(
+            new,
+            server=replace(old.server, trusted_proxies=new.server.trusted_proxies),
+            admin=replace(old.admin, tokens=new.admin.tokens),
+            store=old.store,
+            upstream=old.upstream if "upstream.url" in kept else new.upstream,
+        )
+
+        if applied.upstream != old.upstream:
+            await self._replace_upstream(state, applied)
+        state.usage.interval_s = applied.usage.flush_interval_s
+        configure_logging(applied.logging.level, applied.logging.format)
+        state.settings = applied
+        return kept
+
+    async def _replace_upstream(self, state: GatewayState, settings: Settings) -> None:
+        base_url, api_key = self._embedded or (
+            settings.upstream.url,
+            settings.upstream.api_key or "",
+        )
+        client = UpstreamClient(settings.upstream, base_url, api_key)
+        await client.open()
+        retired, state.upstream = state.upstream, client
+        self._retired.append(retired)
+        grace = state.settings.upstream.timeout_s + 1
+        loop = asyncio.get_running_loop()
+        self._retiring.add(loop.call_later(grace, lambda: self._retire(retired)))
+
+    def _retire(self, client: UpstreamClient) -> None:
+        task = asyncio.ensure_future(client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def stop(self) -> None:
         """Finish requests in flight, then write the last usage counts and close."""
         for runner in self._runners:
             await runner.cleanup()
         self._runners = []
+        for handle in self._retiring:
+            handle.cancel()
+        self._retiring.clear()
+        for client in self._retired:
+            await client.close()
+        self._retired.clear()
         if self.state is not None:
             state, self.state = self.state, None
             await state.usage.stop()
@@ -165,14 +244,36 @@ class Gateway:
             self._backend = None
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down without losing a count."""
+async def reload_from(gateway: Gateway, path: Path | None) -> None:
+    """SIGHUP: read the file again; a file that does not load changes nothing."""
+    try:
+        new = load_settings(path)
+    except ConfigError as exc:
+        log.error("reload refused, the running settings stay: %s", exc)
+        return
+    kept = await gateway.reload(new)
+    if kept:
+        log.warning("reloaded; these need a restart and keep their old values: %s", ", ".join(kept))
+    else:
+        log.info("reloaded %s", path or "the embedded default")
+
+
+async def serve(settings: Settings, path: Path | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down without losing a count; SIGHUP reloads."""
     gateway = Gateway(settings)
     await gateway.start()
     stopping = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+
+    def on_hangup() -> None:
+        task = asyncio.ensure_future(reload_from(gateway, path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await stopping.wait()
         log.info("shutting down: finishing requests in flight")

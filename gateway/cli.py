@@ -29,6 +29,7 @@ examples:
   share-gateway serve                      # embedded default in ./share-gateway-data
   share-gateway serve --config gateway.yaml
   share-gateway check-config gateway.yaml
+  share-gateway backup backup-2026-12-04.db --config gateway.yaml
   share-gateway keys create --name ci --allow get,list --ip 10.0.0.0/8
   share-gateway keys list
   share-gateway keys update KEY_ID --allow get,list,create
@@ -38,6 +39,42 @@ examples:
 exit codes: 0 done, 1 refused (bad field, unknown key), 2 bad arguments or
 configuration, 3 store unavailable.
 """
+
+
+EXAMPLES = {
+    "serve": "share-gateway serve --config /etc/share-gateway/gateway.yaml",
+    "check-config": "share-gateway check-config gateway.yaml && echo ok",
+    "backend": "share-gateway backend --listen 127.0.0.1:8090 --db shares.db",
+    "backup": "share-gateway backup /var/backups/gateway-$(date +%F).db --config gateway.yaml",
+    "keys": "share-gateway keys --config gateway.yaml list",
+    "keys create": (
+        "share-gateway keys create --name ci --allow get,list --ip 10.0.0.0/8 \\\n"
+        "    --not-after 2027-01-01T00:00:00Z --description 'deploys from CI'"
+    ),
+    "keys list": "share-gateway keys list --json",
+    "keys show": "share-gateway keys show KEY_ID --json",
+    "keys update": "share-gateway keys update KEY_ID --allow get,list,create --not-after ''",
+    "keys rotate": "share-gateway keys rotate KEY_ID --grace 3600",
+    "keys reveal": "share-gateway keys reveal KEY_ID",
+    "keys download": "share-gateway keys download KEY_ID -o ci.key",
+    "keys history": "share-gateway keys history KEY_ID",
+    "keys delete": "share-gateway keys delete KEY_ID",
+}
+
+
+def _with_examples(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every subcommand its example and the exit codes in --help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                child_path = f"{path} {name}".strip()
+                example = EXAMPLES.get(child_path)
+                child.formatter_class = argparse.RawDescriptionHelpFormatter
+                child.epilog = (f"example:\n  {example}\n\n" if example else "") + (
+                    "exit codes: 0 done, 1 refused, 2 bad arguments or configuration, "
+                    "3 store unavailable"
+                )
+                _with_examples(child, child_path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="file holding the bearer key clients must send (generated if absent)",
     )
 
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite store to a new file while the gateway runs"
+    )
+    backup.add_argument("file", type=Path, help="the new file (must not exist)")
+    backup.add_argument("--config", type=Path, help="YAML file naming the store")
+
     keys = commands.add_parser("keys", help="manage API keys")
     keys.add_argument("--config", type=Path, help="YAML file naming the store")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -78,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     show = actions.add_parser("show", help="show one key (masked)")
     show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="print JSON for scripts")
     update = actions.add_parser("update", help="change a key's fields")
     update.add_argument("id")
     update.add_argument("--name")
@@ -100,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=help_text)
         action.add_argument("id")
     actions.choices["download"].add_argument("--output", "-o", type=Path)
+    _with_examples(parser)
     return parser
 
 
@@ -176,7 +221,11 @@ async def _key_action(service: KeyService, args: argparse.Namespace) -> int:
                 ],
             )
     elif action == "show":
-        _print_json((await service.get(args.id)).to_json())
+        shown = (await service.get(args.id)).to_json()
+        if args.json:
+            _print_json(shown)
+        else:
+            _print_fields(shown)
     elif action == "update":
         _print_json((await service.update(args.id, _fields(args), CLI_ACTOR)).to_json())
     elif action == "rotate":
@@ -202,6 +251,19 @@ async def _key_action(service: KeyService, args: argparse.Namespace) -> int:
 def _write_private(path: Path, value: str) -> None:
     path.write_text(value + "\n", encoding="utf-8")
     path.chmod(0o600)
+
+
+def _print_fields(key: dict[str, Any]) -> None:
+    """A key as aligned `field: value` lines for people."""
+    width = max(len(name) for name in key)
+    for name, value in key.items():
+        if isinstance(value, dict):
+            value = ",".join(op for op, on in value.items() if on) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "any"
+        elif value is None or value == "":
+            value = "-"
+        print(f"{name.ljust(width)}  {value}")
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -237,6 +299,24 @@ def _run(job: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return EXIT_OK
 
 
+def _backup(settings: Settings, target: Path) -> int:
+    from gateway.store.backup import backup_sqlite
+
+    source = settings.store.sqlite_path
+    if source is None:
+        print(
+            "error: backup copies SQLite stores; back up PostgreSQL with pg_dump", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    try:
+        pages = backup_sqlite(source, target)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print(f"backed up {source} to {target} ({pages} pages)", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the share-gateway command."""
     args = _parser().parse_args(argv)
@@ -252,15 +332,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "serve":
         gateway_log.configure(settings.logging.level, settings.logging.format)
-        return _run(lambda: _serve(settings))
+        return _run(lambda: _serve(settings, args.config))
+    if args.command == "backup":
+        return _backup(settings, args.file)
     if args.command == "backend":
         gateway_log.configure(settings.logging.level, settings.logging.format)
         return _run(lambda: _backend(args))
     return _run(lambda: _keys(settings, args))
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, path: Path | None) -> int:
     from gateway.app import serve
 
-    await serve(settings)
+    await serve(settings, path)
     return EXIT_OK

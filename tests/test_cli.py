@@ -85,7 +85,7 @@ def test_keys_create_takes_every_field(tmp_path: Path, config: Path) -> None:
         "from the CLI",
     )
 
-    key = json.loads(ok(tmp_path, "keys", "--config", str(config), "show", key_id))
+    key = json.loads(ok(tmp_path, "keys", "--config", str(config), "show", key_id, "--json"))
 
     assert {name: key[name] for name in key if name not in ("id", "createdAt", "updatedAt")} == {
         "name": "deploy",
@@ -223,3 +223,38 @@ def test_keys_rotate_prints_the_new_value(tmp_path: Path, config: Path) -> None:
     assert rotated != value and rotated.startswith("cfe")
     assert revealed == rotated
     assert [e["action"] for e in events] == ["revealed", "rotated", "created"]
+
+
+def test_keys_show_prints_fields_for_people(tmp_path: Path, config: Path) -> None:
+    """keys show without --json prints one aligned line per field."""
+    _, key_id = create(tmp_path, config, "--name", "ci", "--allow", "get,list", "--ip", "::1")
+
+    lines = ok(tmp_path, "keys", "--config", str(config), "show", key_id).splitlines()
+    fields = dict(line.split(None, 1) for line in lines)
+
+    assert fields["name"] == "ci"
+    assert fields["permissions"] == "get,list"
+    assert fields["allowedIps"] == "::1"
+    assert fields["notValidAfter"] == "-"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        (),
+        ("serve",),
+        ("check-config",),
+        ("backend",),
+        ("backup",),
+        ("keys",),
+        ("keys", "create"),
+        ("keys", "rotate"),
+    ],
+)
+def test_help_is_available_on_every_command(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """--help answers usage text and exit code 0 on every command."""
+    result = run(tmp_path, *command, "--help")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: share-gateway")
+    assert "example" in result.stdout
