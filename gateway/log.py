@@ -25,7 +25,8 @@ ERROR_LOG = "gateway.error"
 BACKEND_LOG = "gateway.backend"
 SERVER_LOG = "gateway.server"
 
-_RESERVED = set(vars(logging.makeLogRecord({})))
+# Set by Formatter.format itself, so not extra fields either.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
