@@ -325,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_settings(args.file)
             print(f"{args.file}: OK")
             return EXIT_OK
-        settings = load_settings(getattr(args, "config", None))
+        # Only serve needs the admin tokens and the upstream key in its environment.
+        store_only = args.command in ("keys", "backup")
+        settings = load_settings(getattr(args, "config", None), store_only=store_only)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

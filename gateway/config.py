@@ -16,6 +16,7 @@ import yaml
 
 DEFAULT_DATA_DIR = Path("share-gateway-data")
 EMBEDDED = "embedded"
+SQLITE_PREFIX = "sqlite://"
 
 T = TypeVar("T")
 
@@ -62,17 +63,30 @@ class AdminSettings:
     tokens: tuple[AdminToken, ...] = ()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a `sqlite://PATH` URL names, None for any other URL.
+
+    What follows `sqlite://` is the path as written: `sqlite:///var/lib/x.db`
+    is /var/lib/x.db and `sqlite://./data/x.db` is relative to the working
+    folder. Four slashes, as some tools write absolute paths, also mean /.
+    """
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    path = url.removeprefix(SQLITE_PREFIX)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class StoreSettings:
-    url: str = f"sqlite:///{DEFAULT_DATA_DIR}/gateway.db"
+    url: str = f"{SQLITE_PREFIX}./{DEFAULT_DATA_DIR}/gateway.db"
     secret_key: str | None = field(default=None, repr=False)
 
     @property
     def sqlite_path(self) -> Path | None:
         """The database file for a SQLite store, None for any other."""
-        if self.url.startswith("sqlite:///"):
-            return Path(self.url.removeprefix("sqlite:///"))
-        return None
+        return sqlite_path(self.url)
 
     @property
     def data_dir(self) -> Path:
@@ -188,41 +202,44 @@ class _Reader:
         text = self.string(setting, value)
         return text or None
 
-    def number(self, setting: str, value: object, *, integer: bool, minimum: float) -> Any:
+    def number(
+        self, setting: str, value: object, *, integer: bool, minimum: float, expected: str = ""
+    ) -> Any:
+        expected = expected or f"{'an integer' if integer else 'a finite number'} >= {minimum:g}"
         if isinstance(value, bool):
-            raise self.error(setting, "a number", value)
-        kind = "an integer" if integer else "a number"
-        # OverflowError: int() of YAML's .inf; non-finite floats make no timeout or interval.
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.error(setting, f"a finite {kind.removeprefix('a').strip()}", value)
+            raise self.error(setting, expected, value)
         try:
             number = int(value) if integer else float(value)  # type: ignore[call-overload,arg-type]
         except (TypeError, ValueError, OverflowError):
-            raise self.error(setting, f"{kind} >= {minimum:g}", value) from None
-        if isinstance(number, float) and not math.isfinite(number):
-            raise self.error(setting, f"a finite {kind.removeprefix('a').strip()}", value)
+            # OverflowError: int() of YAML's .inf.
+            raise self.error(setting, expected, value) from None
         if integer and isinstance(value, float) and not value.is_integer():
-            raise self.error(setting, f"an integer >= {minimum:g}", value)
-        if number < minimum or number != number:
-            raise self.error(setting, f"{kind} >= {minimum:g}", value)
+            raise self.error(setting, expected, value)
+        # A NaN or infinite timeout or interval would never fire: finite numbers only.
+        if isinstance(number, float) and not math.isfinite(number):
+            raise self.error(setting, expected, value)
+        if number < minimum:
+            raise self.error(setting, expected, value)
         return number
 
     def integer(self, minimum: int) -> Callable[[str, Any], int]:
         return lambda s, v: int(self.number(s, v, integer=True, minimum=minimum))
 
     def positive(self, setting: str, value: object) -> float:
-        try:
-            number = float(self.number(setting, value, integer=False, minimum=0))
-        except ConfigError:
-            # Say "> 0" for every refusal, not the ">= 0" of the shared number check.
-            raise self.error(setting, "a number > 0", value) from None
+        expected = "a finite number > 0"
+        number = float(self.number(setting, value, integer=False, minimum=0, expected=expected))
         if number <= 0:
-            raise self.error(setting, "a number > 0", value)
+            raise self.error(setting, expected, value)
         return number
 
     def listen(self, setting: str, value: object) -> Listen:
         text = self.string(setting, value)
-        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text)
+        # A host is a bracketed IPv6 address, an IPv4 address or a DNS name: nothing that
+        # could only fail later, at bind time (spaces, stray punctuation).
+        match = re.fullmatch(
+            r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})",
+            text,
+        )
         if not match:
             raise self.error(setting, "host:port (IPv6 as [addr]:port)", text)
         host = match.group(1) or match.group(3)
@@ -234,6 +251,12 @@ class _Reader:
                 netaddr.IPAddress(host, version=6)
             except (netaddr.AddrFormatError, ValueError):
                 raise self.error(setting, "an IPv6 address in brackets", text) from None
+        elif re.fullmatch(r"[0-9.]+", host):
+            # All digits and dots is meant as IPv4: 300.1.1.1 is a typo, not a host name.
+            try:
+                netaddr.IPAddress(host, version=4, flags=netaddr.INET_PTON)
+            except (netaddr.AddrFormatError, ValueError):
+                raise self.error(setting, "an IPv4 address such as 127.0.0.1", text) from None
         return Listen(host, port)
 
     def cidrs(self, setting: str, value: object) -> netaddr.IPSet:
@@ -244,9 +267,15 @@ class _Reader:
             where = f"{setting}[{index}]"
             text = self.string(where, self.interpolate(where, item))
             try:
-                networks.append(netaddr.IPNetwork(text))
+                network = netaddr.IPNetwork(text)
             except (netaddr.AddrFormatError, ValueError, TypeError):
                 raise self.error(where, "an IP address or CIDR block", text) from None
+            # SECURITY: 10.0.0.1/8 would trust the whole /8 to set X-Forwarded-For; a block
+            # with host bits set is a typo for one address or one block, so it is refused.
+            if network.ip != network.network:
+                expected = f"a CIDR block without host bits (did you mean {network.cidr}?)"
+                raise self.error(where, expected, text)
+            networks.append(network)
         return netaddr.IPSet(networks)
 
     def url(self, setting: str, value: object) -> str:
@@ -264,24 +293,39 @@ class _Reader:
 
     def store_url(self, setting: str, value: object) -> str:
         text = self.string(setting, value)
-        if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
+        path = sqlite_path(text)
+        if path is not None and not text.endswith("/") and path.name not in ("", ".", ".."):
             return text
         if urlsplit(text).scheme in ("postgresql", "postgres"):
             return text
-        raise self.error(setting, "sqlite:///PATH or postgresql://...", text)
+        raise self.error(setting, "sqlite://PATH or postgresql://...", text)
 
     def choice(self, *options: str) -> Callable[[str, Any], str]:
+        # Case-insensitive, answering the option's own spelling (PUT, info) whatever was written.
+        spelled = {option.lower(): option for option in options}
+
         def parse(setting: str, value: object) -> str:
             text = self.string(setting, value).lower()
-            if text not in options:
+            if text not in spelled:
                 raise self.error(setting, "one of " + ", ".join(options), value)
-            return text
+            return spelled[text]
 
         return parse
 
 
-def parse_settings(data: object, source: str, env: Mapping[str, str] | None = None) -> Settings:
-    """Turn the loaded YAML document into Settings, or raise ConfigError."""
+def parse_settings(
+    data: object,
+    source: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    store_only: bool = False,
+) -> Settings:
+    """Turn the loaded YAML document into Settings, or raise ConfigError.
+
+    With store_only, the admin tokens and the upstream key may be missing or
+    name unset variables: the key commands read the store and nothing else,
+    so they run without the service's other secrets in their environment.
+    """
     r = _Reader(source, os.environ if env is None else env)
     top = r.section(data, "", {"server", "admin", "store", "upstream", "usage", "logging"})
 
@@ -296,7 +340,7 @@ def parse_settings(data: object, source: str, env: Mapping[str, str] | None = No
     a = r.section(top.get("admin"), "admin", {"listen", "tokens"})
     admin = AdminSettings(
         listen=r.get(a, "admin", "listen", r.listen, AdminSettings.listen),
-        tokens=_admin_tokens(r, a.get("tokens")),
+        tokens=_lenient(store_only, (), lambda: _admin_tokens(r, a.get("tokens"))),
     )
 
     st = r.section(top.get("store"), "store", {"url", "secret_key"})
@@ -311,17 +355,16 @@ def parse_settings(data: object, source: str, env: Mapping[str, str] | None = No
         method=r.get(up, "upstream.update", "method", r.choice("PUT", "PATCH", "POST"), "PUT"),
         path=r.get(up, "upstream.update", "path", _update_path(r), UpdateRoute.path),
     )
-    update = UpdateRoute(update.method.upper(), update.path)
     upstream = UpstreamSettings(
         url=r.get(u, "upstream", "url", r.url, EMBEDDED),
-        api_key=r.get(u, "upstream", "api_key", r.secret, None),
+        api_key=_lenient(store_only, None, lambda: r.get(u, "upstream", "api_key", r.secret, None)),
         timeout_s=r.get(u, "upstream", "timeout_s", r.positive, 10.0),
         connect_timeout_s=r.get(u, "upstream", "connect_timeout_s", r.positive, 2.0),
         max_connections=r.get(u, "upstream", "max_connections", r.integer(1), 100),
         retries=r.get(u, "upstream", "retries", r.integer(0), 1),
         update=update,
     )
-    if not upstream.embedded and upstream.api_key is None:
+    if not upstream.embedded and upstream.api_key is None and not store_only:
         raise r.error("upstream.api_key", "the upstream's API key (a secret)", "nothing")
 
     us = r.section(top.get("usage"), "usage", {"flush_interval_s"})
@@ -340,6 +383,15 @@ def parse_settings(data: object, source: str, env: Mapping[str, str] | None = No
     return Settings(server, admin, store, upstream, usage, logging_, source)
 
 
+def _lenient(lenient: bool, fallback: T, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except ConfigError:
+        if lenient:
+            return fallback
+        raise
+
+
 def _admin_tokens(r: _Reader, value: object) -> tuple[AdminToken, ...]:
     if value is None:
         return ()
@@ -354,7 +406,9 @@ def _admin_tokens(r: _Reader, value: object) -> tuple[AdminToken, ...]:
         if not name:
             raise r.error(f"{where}.name", "a name for the token", name)
         if token is None or len(token) < 16:
-            raise r.error(f"{where}.token", "a secret of at least 16 characters", "too short")
+            # SECURITY: the found part says what is wrong, never the token itself.
+            found = "nothing" if token is None else f"{len(token)} characters"
+            raise r.error(f"{where}.token", "a secret of at least 16 characters", found)
         if any(t.name == name for t in tokens):
             raise r.error(f"{where}.name", "a name no other token has", name)
         tokens.append(AdminToken(name, token))
@@ -371,10 +425,12 @@ def _update_path(r: _Reader) -> Callable[[str, Any], str]:
     return parse
 
 
-def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None, env: Mapping[str, str] | None = None, *, store_only: bool = False
+) -> Settings:
     """Read a YAML file into Settings; with no path, the embedded default."""
     if path is None:
-        return parse_settings({}, Settings.source, env)
+        return parse_settings({}, Settings.source, env, store_only=store_only)
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -388,4 +444,4 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         raise ConfigError(source, where, "valid YAML", getattr(exc, "problem", str(exc))) from None
-    return parse_settings(data, source, env)
+    return parse_settings(data, source, env, store_only=store_only)

@@ -258,3 +258,21 @@ def test_help_is_available_on_every_command(tmp_path: Path, command: tuple[str, 
     assert result.returncode == 0
     assert result.stdout.startswith("usage: share-gateway")
     assert "example" in result.stdout
+
+
+def test_keys_run_without_the_services_other_secrets(tmp_path: Path) -> None:
+    """Key commands need only the store: unset admin and upstream secrets do not stop them."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "admin:\n  tokens:\n    - {name: ops, token: '${UNSET_ADMIN_TOKEN}'}\n"
+        "upstream:\n  url: https://confluence.example.com\n  api_key: '${UNSET_UPSTREAM_KEY}'\n"
+        f"store:\n  url: sqlite://{tmp_path}/data/gateway.db\n",
+        encoding="utf-8",
+    )
+
+    listed = run(tmp_path, "keys", "--config", str(config), "list", "--json")
+    checked = run(tmp_path, "check-config", str(config))
+
+    assert (listed.returncode, json.loads(listed.stdout)) == (0, {"keys": []})
+    assert checked.returncode == 2
+    assert "UNSET_ADMIN_TOKEN" in checked.stderr

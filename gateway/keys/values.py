@@ -108,19 +108,37 @@ def read_or_create_secret(path: Path) -> str:
 
 def _read_or_create(path: Path, make: Callable[[], str]) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     # SECURITY: the data folder holds the secret key and the store: owner only.
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    value = make()
-    # SECURITY: O_EXCL so two processes starting at once cannot both write; 0600 from creation.
+    # SECURITY: the secret is written in full to a private temporary file, 0600 from
+    # creation, then linked into place. os.link fails if the name exists, so two
+    # processes starting at once agree on one secret, and none can read a half-written
+    # (empty) file, as they could between an O_EXCL create and its write.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(f"{value}\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            value = make()
+            handle.write(f"{value}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_secret(path)
+        return value
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        # An empty secret would quietly seal keys under a guessable key: refuse it.
+        raise VaultError(f"{path} is empty; delete it to have a new secret generated")
     return value
 
 
