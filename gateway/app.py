@@ -26,6 +26,7 @@ from gateway.proxy.upstream import UpstreamClient
 from gateway.state import STATE, GatewayState
 from gateway.store import Store, StoreError, open_store
 from gateway.usage import UsageCounter
+from gateway.workers import Supervisor, worker_number
 
 log = logging.getLogger(SERVER_LOG)
 
@@ -96,8 +97,10 @@ def admin_app(state: GatewayState) -> web.Application:
 class Gateway:
     """One gateway process: store, cache, usage, upstream, both listeners."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        # Workers share their listeners' ports; the kernel spreads connections over them.
+        self.reuse_port = reuse_port
         self.state: GatewayState | None = None
         self._runners: list[web.AppRunner] = []
         self._backend: web.AppRunner | None = None
@@ -159,7 +162,9 @@ class Gateway:
         )
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, listen.host, listen.port, backlog=1024)
+        site = web.TCPSite(
+            runner, listen.host, listen.port, backlog=1024, reuse_port=self.reuse_port or None
+        )
         await site.start()
         host, port = runner.addresses[0][:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -259,8 +264,15 @@ async def reload_from(gateway: Gateway, path: Path | None) -> None:
 
 
 async def serve(settings: Settings, path: Path | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down without losing a count; SIGHUP reloads."""
-    gateway = Gateway(settings)
+    """Run until SIGTERM or SIGINT, then shut down without losing a count; SIGHUP reloads.
+
+    With server.workers above one, this process only supervises the workers.
+    """
+    number = worker_number()
+    if number is None and settings.server.workers > 1:
+        await Supervisor(settings.server.workers, path).run()
+        return
+    gateway = Gateway(settings, reuse_port=number is not None)
     await gateway.start()
     stopping = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
