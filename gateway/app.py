@@ -6,8 +6,10 @@ import asyncio
 import logging
 import secrets
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -24,11 +26,13 @@ from gateway.log import configure as configure_logging
 from gateway.proxy.routes import add_share_routes
 from gateway.proxy.upstream import UpstreamClient
 from gateway.state import STATE, GatewayState
-from gateway.store import Store, StoreError, open_store
+from gateway.store import Store, StoreError, StoreStartError, open_store
 from gateway.usage import UsageCounter
 from gateway.workers import Supervisor, worker_number
 
 log = logging.getLogger(SERVER_LOG)
+
+T = TypeVar("T")
 
 # How long SIGTERM waits for requests in flight before closing their connections.
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -38,7 +42,18 @@ def secret_key(settings: Settings) -> str:
     """store.secret_key, or one generated beside the SQLite file."""
     if settings.store.secret_key is not None:
         return settings.store.secret_key
-    return read_or_create_secret(settings.store.data_dir / "secret.key")
+    return _in_data_dir(
+        settings, lambda: read_or_create_secret(settings.store.data_dir / "secret.key")
+    )
+
+
+def _in_data_dir(settings: Settings, make: Callable[[], T]) -> T:
+    """Run a write into the data folder; a folder that cannot be used names itself."""
+    try:
+        return make()
+    except OSError as exc:
+        folder = settings.store.data_dir.resolve()
+        raise StoreStartError(f"cannot use data folder {folder}: {exc.strerror}") from None
 
 
 def with_admin_tokens(settings: Settings) -> Settings:
@@ -46,7 +61,7 @@ def with_admin_tokens(settings: Settings) -> Settings:
     if settings.admin.tokens:
         return settings
     path = settings.store.data_dir / "admin-token"
-    token, created = read_or_create_token(path)
+    token, created = _in_data_dir(settings, lambda: read_or_create_token(path))
     # SECURITY: the log names the file that holds the token, never the token.
     log.warning("no admin token configured; %s %s", "generated" if created else "using", path)
     return replace(settings, admin=replace(settings.admin, tokens=(AdminToken("admin", token),)))

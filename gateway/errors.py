@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from gateway.log import ERROR_LOG
+from gateway.store.base import StoreError
 
 REQUEST_ID = web.RequestKey("request_id", str)
 """Key under which each request's id is kept in the aiohttp request mapping."""
@@ -92,6 +93,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 405:
             refusal.headers["Allow"] = exc.headers.get("Allow", "")
         response = error_response(request, refusal)
+    except StoreError as exc:
+        # Busy past its timeout, or unreachable: the request may be tried again.
+        logging.getLogger(ERROR_LOG).warning("store unavailable, request %s: %s", rid, exc)
+        response = error_response(
+            request,
+            ApiError(
+                503,
+                "STORE_UNAVAILABLE",
+                "the store is busy or unavailable; try again",
+                headers={"Retry-After": "1"},
+            ),
+        )
     except Exception:
         # The traceback goes to the log only; the client gets the id to quote.
         logging.getLogger(ERROR_LOG).exception("unhandled error, request %s", rid)
