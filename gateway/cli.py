@@ -108,6 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("file", type=Path, help="the new file (must not exist)")
     backup.add_argument("--config", type=Path, help="YAML file naming the store")
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy every key, its history and usage into an empty store",
+        description="Copy keys (deleted ones too), history and usage from one store to another"
+        " empty one; both must be used with the same store.secret_key. Example:\n"
+        "  share-gateway migrate --from sqlite:///var/lib/share-gateway/gateway.db \\\n"
+        "      --to postgresql://gateway@db.internal/share_gateway",
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL")
+    migrate.add_argument("--to", dest="target", required=True, metavar="URL")
+
     keys = commands.add_parser("keys", help="manage API keys")
     keys.add_argument("--config", type=Path, help="YAML file naming the store")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -317,9 +328,35 @@ def _backup(settings: Settings, target: Path) -> int:
     return EXIT_OK
 
 
+def _migrate(source: str, target: str) -> int:
+    from gateway.store import StoreNotEmpty, is_store_url
+    from gateway.store.migrate import copy_store_url
+
+    for option, url in (("--from", source), ("--to", target)):
+        if not is_store_url(url):
+            # SECURITY: a mistyped URL may carry a password: name its scheme only.
+            scheme = url.split("://", 1)[0] if "://" in url else ""
+            found = f"a {scheme}:// URL" if scheme else repr(url)
+            expected = "sqlite://PATH or postgresql://..."
+            print(f"error: {option}: expected {expected}, found {found}", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        report = asyncio.run(copy_store_url(source, target))
+    except StoreNotEmpty as exc:
+        print(f"error: {exc}; migrate only fills an empty store", file=sys.stderr)
+        return EXIT_REFUSED
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print(f"copied {report}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the share-gateway command."""
     args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        return _migrate(args.source, args.target)
     try:
         if args.command == "check-config":
             load_settings(args.file)

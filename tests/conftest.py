@@ -68,4 +68,22 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         process.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A new PostgreSQL database for this run, dropped at the end; unreachable means failed."""
+    from tests import pg
+
+    name = pg.create_database()
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """A PostgreSQL store URL on an empty schema of its own."""
+    from tests import pg
+
+    return pg.create_schema(pg_database)
+
+
 __all__ = ["Listen", "load_settings", "replace", "test_settings"]

@@ -80,6 +80,7 @@ class KeyCache:
                 self.invalidate()
 
     def start(self) -> None:
+        self.store.subscribe(self.invalidate)
         self._task = asyncio.create_task(self._poll(), name="key-cache-poll")
 
     async def stop(self) -> None:

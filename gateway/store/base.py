@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -18,6 +18,10 @@ class StoreStartError(StoreError):
     """The store cannot be opened at all; the message names the path or URL."""
 
 
+class StoreNotEmpty(StoreError):
+    """An import was refused because the store already holds keys."""
+
+
 @dataclass
 class UsageDelta:
     """Counts gathered in memory for one key since the last flush."""
@@ -27,6 +31,20 @@ class UsageDelta:
     last_used_at: datetime | None = None
     # Per hour start: [allowed, denied].
     hours: dict[datetime, list[int]] | None = None
+
+
+@dataclass(frozen=True)
+class StoreDump:
+    """Everything a store holds, as `export_all` reads it and `import_all` writes it."""
+
+    # Deleted keys too; each Key carries its usage totals.
+    keys: tuple[Key, ...]
+    # Key id -> when the key was deleted.
+    deleted: Mapping[str, datetime]
+    # Oldest first, in the order they were recorded.
+    events: tuple[HistoryEvent, ...]
+    # (key id, hourly bucket), by key and hour.
+    buckets: tuple[tuple[str, UsageBucket], ...]
 
 
 class Store(Protocol):
@@ -65,3 +83,12 @@ class Store(Protocol):
 
     async def key_version(self) -> int:
         """A number that grows with every key change, from any process."""
+
+    def subscribe(self, on_change: Callable[[], None]) -> None:
+        """Call on_change when another process changes a key; best effort, the cache still polls."""
+
+    async def export_all(self) -> StoreDump:
+        """Every key (deleted ones included), all history and all usage, from one snapshot."""
+
+    async def import_all(self, dump: StoreDump) -> None:
+        """Write a dump in one transaction; StoreError if this store already holds any key."""

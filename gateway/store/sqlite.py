@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,13 @@ import aiosqlite
 
 from gateway.keys.model import Change, HistoryEvent, Key, Permissions, UsageBucket
 from gateway.log import STORE_LOG
-from gateway.store.base import StoreError, StoreStartError, UsageDelta
+from gateway.store.base import (
+    StoreDump,
+    StoreError,
+    StoreNotEmpty,
+    StoreStartError,
+    UsageDelta,
+)
 from gateway.store.schema import MIGRATIONS
 
 log = logging.getLogger(STORE_LOG)
@@ -228,16 +234,7 @@ class SqliteStore:
             " WHERE key_id = ? ORDER BY id DESC",
             (key_id,),
         )
-        return [
-            HistoryEvent(
-                key_id=row[0],
-                at=datetime.fromisoformat(row[1]),
-                actor=row[2],
-                action=row[3],
-                changes=tuple(Change(c["field"], c["old"], c["new"]) for c in json.loads(row[4])),
-            )
-            for row in rows
-        ]
+        return [_history_event(row) for row in rows]
 
     async def add_usage(self, deltas: Mapping[str, UsageDelta]) -> None:
         async with self._write() as db:
@@ -272,6 +269,89 @@ class SqliteStore:
     async def key_version(self) -> int:
         rows = await self._rows("SELECT version FROM key_version WHERE id = 1")
         return int(rows[0][0])
+
+    def subscribe(self, on_change: Callable[[], None]) -> None:
+        """Nothing to listen to: SQLite has no notifications, the key cache's poll sees changes."""
+
+    async def export_all(self) -> StoreDump:
+        # One read transaction, so that keys, history and usage are from one moment.
+        await self.db.execute("BEGIN")
+        try:
+            keys = await self._rows(
+                f"SELECT {_KEY_COLUMNS}, k.deleted_at FROM keys k"  # noqa: S608
+                " LEFT JOIN key_usage u ON u.key_id = k.id ORDER BY k.created_at, k.id"
+            )
+            events = await self._rows(
+                "SELECT key_id, at, actor, action, changes FROM key_history ORDER BY id"
+            )
+            buckets = await self._rows(
+                "SELECT key_id, hour, allowed, denied FROM usage_hourly ORDER BY key_id, hour"
+            )
+        finally:
+            await self.db.execute("COMMIT")
+        return StoreDump(
+            keys=tuple(_key(row) for row in keys),
+            deleted={row[0]: datetime.fromisoformat(row[19]) for row in keys if row[19]},
+            events=tuple(_history_event(row) for row in events),
+            buckets=tuple(
+                (r[0], UsageBucket(datetime.fromisoformat(r[1]), r[2], r[3])) for r in buckets
+            ),
+        )
+
+    async def import_all(self, dump: StoreDump) -> None:
+        async with self._write() as db:
+            async with db.execute("SELECT 1 FROM keys LIMIT 1") as cursor:
+                if await cursor.fetchone() is not None:
+                    raise StoreNotEmpty(f"{self.path} already holds keys")
+            for key in dump.keys:
+                await db.execute(
+                    "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value,"
+                    " permissions, admin, not_valid_before, not_valid_after, allowed_ips,"
+                    " description, created_at, updated_at, created_by, previous_lookup_hash,"
+                    " previous_valid_until, deleted_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.id,
+                        key.name,
+                        key.lookup_hash,
+                        key.sealed_value,
+                        key.masked_value,
+                        json.dumps(key.permissions.to_json()),
+                        int(key.admin),
+                        _text(key.not_valid_before),
+                        _text(key.not_valid_after),
+                        json.dumps(list(key.allowed_ips)),
+                        key.description,
+                        _text(key.created_at),
+                        _text(key.updated_at),
+                        key.created_by,
+                        key.previous_lookup_hash,
+                        _text(key.previous_valid_until),
+                        _text(dump.deleted.get(key.id)),
+                    ),
+                )
+                await db.execute(
+                    "INSERT INTO key_usage (key_id, usage_count, denied_count, last_used_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (key.id, key.usage_count, key.denied_count, _text(key.last_used_at)),
+                )
+            for event in dump.events:
+                await self._event(db, event)
+            await db.executemany(
+                "INSERT INTO usage_hourly (key_id, hour, allowed, denied) VALUES (?, ?, ?, ?)",
+                [(key_id, _text(b.start), b.allowed, b.denied) for key_id, b in dump.buckets],
+            )
+            await self._bump(db)
+
+
+def _history_event(row: sqlite3.Row) -> HistoryEvent:
+    return HistoryEvent(
+        key_id=row[0],
+        at=datetime.fromisoformat(row[1]),
+        actor=row[2],
+        action=row[3],
+        changes=tuple(Change(c["field"], c["old"], c["new"]) for c in json.loads(row[4])),
+    )
 
 
 def _key(row: sqlite3.Row) -> Key:
