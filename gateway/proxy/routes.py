@@ -62,9 +62,31 @@ async def _read_json(request: web.Request, max_bytes: int) -> tuple[bytes, objec
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     try:
-        return raw, json.loads(raw)
+        return raw, json.loads(raw, object_pairs_hook=_once_each, parse_constant=_not_json)
     except ValueError:
         raise ApiError(400, "BAD_REQUEST", "body: is not valid JSON", field="body") from None
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack; without this it would be a 500.
+        raise ApiError(400, "BAD_REQUEST", "body: is nested too deeply", field="body") from None
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, refused if it names a field twice.
+
+    SECURITY: the body is forwarded as sent. Python keeps the last of two equal names,
+    other parsers keep the first, so the upstream could act on a value nobody checked.
+    """
+    fields: dict[str, object] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise ApiError(400, "BAD_REQUEST", f"body: {name!r} appears twice", field="body")
+        fields[name] = value
+    return fields
+
+
+def _not_json(constant: str) -> object:
+    # NaN and Infinity are Python's extension; strict parsers upstream refuse them.
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _forwarded_for(request: web.Request, state: GatewayState) -> str:
@@ -113,7 +135,9 @@ async def _checked(
     if operation is LIST:
         check_list_scope(key, request.query)
         shares.parse_list_query(request.query)
-        query = request.query_string
+        # The raw, still-encoded string: the decoded one turns %23 into a '#' that cuts the
+        # URL short and %25 into a '%' that the upstream decodes a second time.
+        query = request.rel_url.raw_query_string
     share_uuid = ""
     if "uuid" in request.match_info:
         share_uuid = quote(shares.validate_share_uuid(request.match_info["uuid"]), safe="")

@@ -1,0 +1,1 @@
+"""The request path, tested on real servers and real ports."""
