@@ -21,6 +21,7 @@ from gateway.errors import ApiError, error_middleware
 from gateway.keys.cache import KeyCache
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault, read_or_create_secret, read_or_create_token
+from gateway.limits import open_limiter
 from gateway.log import SERVER_LOG, access_middleware
 from gateway.log import configure as configure_logging
 from gateway.proxy.routes import add_share_routes
@@ -140,8 +141,10 @@ class Gateway:
             await upstream.open()
             cache = KeyCache(store, vault)
             usage = UsageCounter(store, settings.usage.flush_interval_s)
+            limiter = open_limiter(settings.rate_limits)
+            await limiter.open()
             self.state = GatewayState(
-                settings, store, KeyService(store, vault), cache, usage, upstream
+                settings, store, KeyService(store, vault), cache, usage, upstream, limiter=limiter
             )
             cache.start()
             usage.start()
@@ -206,6 +209,12 @@ class Gateway:
                 ("store.url", old.store.url, new.store.url),
                 ("store.secret_key", old.store.secret_key, new.store.secret_key),
                 ("upstream.url", old.upstream.embedded, new.upstream.embedded),
+                ("rate_limits.store", old.rate_limits.store, new.rate_limits.store),
+                (
+                    "rate_limits.redis_prefix",
+                    old.rate_limits.redis_prefix,
+                    new.rate_limits.redis_prefix,
+                ),
             )
             if before != after
         ]
@@ -215,6 +224,7 @@ class Gateway:
             admin=replace(old.admin, tokens=new.admin.tokens),
             store=old.store,
             upstream=old.upstream if "upstream.url" in kept else new.upstream,
+            rate_limits=old.rate_limits,
         )
 
         if applied.upstream != old.upstream:
@@ -258,6 +268,7 @@ class Gateway:
             await state.usage.stop()
             await state.cache.stop()
             await state.upstream.close()
+            await state.limiter.close()
             await state.store.close()
         if self._backend is not None:
             await self._backend.cleanup()

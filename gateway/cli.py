@@ -14,7 +14,7 @@ from gateway import log as gateway_log
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.errors import ApiError
 from gateway.keys.model import OPERATIONS
-from gateway.keys.rules import parse_permission_list
+from gateway.keys.rules import parse_permission_list, parse_rate_limit_text
 from gateway.keys.service import CLI_ACTOR, KeyService
 from gateway.keys.values import KeyVault, VaultError
 from gateway.store import StoreError, open_store
@@ -33,6 +33,7 @@ examples:
   share-gateway keys create --name ci --allow get,list --ip 10.0.0.0/8
   share-gateway keys list
   share-gateway keys update KEY_ID --allow get,list,create
+  share-gateway keys update KEY_ID --rate-limit 100/60
   share-gateway keys rotate KEY_ID --grace 3600
   share-gateway keys history KEY_ID
 
@@ -49,7 +50,7 @@ EXAMPLES = {
     "keys": "share-gateway keys --config gateway.yaml list",
     "keys create": (
         "share-gateway keys create --name ci --allow get,list --ip 10.0.0.0/8 \\\n"
-        "    --not-after 2027-01-01T00:00:00Z --description 'deploys from CI'"
+        "    --not-after 2027-01-01T00:00:00Z --rate-limit 100/60 --description 'deploys from CI'"
     ),
     "keys list": "share-gateway keys list --json",
     "keys show": "share-gateway keys show KEY_ID --json",
@@ -168,6 +169,11 @@ def _field_options(parser: argparse.ArgumentParser) -> None:
         "--ip", action="append", help="allowed address, CIDR or range a-b (repeatable)"
     )
     parser.add_argument("--description")
+    parser.add_argument(
+        "--rate-limit",
+        metavar="REQUESTS/SECONDS",
+        help="at most REQUESTS forwarded in any SECONDS, e.g. 100/60 ('' clears)",
+    )
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,6 +193,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         body["allowedIps"] = [ip for ip in args.ip if ip]
     if args.description is not None:
         body["description"] = args.description
+    if args.rate_limit is not None:
+        body["rateLimit"] = parse_rate_limit_text(args.rate_limit)
     return body
 
 
@@ -218,13 +226,14 @@ async def _key_action(service: KeyService, args: argparse.Namespace) -> int:
             _print_json({"keys": [key.to_json() for key in keys]})
         else:
             _print_table(
-                ["ID", "NAME", "KEY", "PERMISSIONS", "USAGE", "LAST USED"],
+                ["ID", "NAME", "KEY", "PERMISSIONS", "RATE LIMIT", "USAGE", "LAST USED"],
                 [
                     [
                         k.id,
                         k.name,
                         k.masked_value,
                         ",".join(op for op in OPERATIONS if k.permissions.allows(op)) or "-",
+                        f"{k.rate_limit}s" if k.rate_limit else "-",
                         str(k.usage_count),
                         k.to_json()["lastUsedAt"] or "-",
                     ]
@@ -268,7 +277,9 @@ def _print_fields(key: dict[str, Any]) -> None:
     """A key as aligned `field: value` lines for people."""
     width = max(len(name) for name in key)
     for name, value in key.items():
-        if isinstance(value, dict):
+        if name == "rateLimit" and value is not None:
+            value = f"{value['requests']} requests per {value['perSeconds']} s"
+        elif isinstance(value, dict):
             value = ",".join(op for op, on in value.items() if on) or "-"
         elif isinstance(value, list):
             value = ", ".join(value) or "any"

@@ -129,6 +129,22 @@ class LoggingSettings:
     format: str = "json"
 
 
+LOCAL = "local"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """Where each key's rate limit window is kept: in this process, or in a shared Redis."""
+
+    store: str = field(default=LOCAL, repr=False)
+    redis_prefix: str = "share-gateway"
+
+    @property
+    def local(self) -> bool:
+        return self.store == LOCAL
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its YAML file."""
@@ -139,6 +155,7 @@ class Settings:
     upstream: UpstreamSettings = UpstreamSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     source: str = "(embedded default)"
 
 
@@ -300,6 +317,33 @@ class _Reader:
             return text
         raise self.error(setting, "sqlite://PATH or postgresql://...", text)
 
+    def rate_limit_store(self, setting: str, value: object) -> str:
+        text = self.string(setting, value)
+        if text.lower() == LOCAL:
+            return LOCAL
+        parts = urlsplit(text)
+        # SECURITY: a Redis URL may carry a password; what is found never shows it.
+        shown = redacted_url(text)
+        expected = "'local' or a redis://HOST[:PORT][/DB] URL (or rediss://, unix:///PATH)"
+        if parts.scheme not in REDIS_SCHEMES:
+            raise self.error(setting, expected, shown)
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise self.error(setting, expected, shown) from None
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise self.error(setting, expected, shown)
+        elif not parts.hostname or not re.fullmatch(r"/?[0-9]*", parts.path):
+            raise self.error(setting, expected, shown)
+        return text
+
+    def redis_prefix(self, setting: str, value: object) -> str:
+        text = self.string(setting, value)
+        if not re.fullmatch(r"[A-Za-z0-9._:{}-]{1,64}", text):
+            raise self.error(setting, "1 to 64 letters, digits or . _ : - { }", text)
+        return text
+
     def choice(self, *options: str) -> Callable[[str, Any], str]:
         # Case-insensitive, answering the option's own spelling (PUT, info) whatever was written.
         spelled = {option.lower(): option for option in options}
@@ -327,7 +371,11 @@ def parse_settings(
     so they run without the service's other secrets in their environment.
     """
     r = _Reader(source, os.environ if env is None else env)
-    top = r.section(data, "", {"server", "admin", "store", "upstream", "usage", "logging"})
+    top = r.section(
+        data,
+        "",
+        {"server", "admin", "store", "upstream", "usage", "logging", "rate_limits"},
+    )
 
     s = r.section(top.get("server"), "server", set(vars(ServerSettings())))
     server = ServerSettings(
@@ -378,9 +426,35 @@ def parse_settings(
         format=r.get(lg, "logging", "format", r.choice("json", "text"), "json"),
     )
 
+    rl = r.section(top.get("rate_limits"), "rate_limits", {"store", "redis_prefix"})
+    rate_limits = RateLimitSettings(
+        store=r.get(rl, "rate_limits", "store", r.rate_limit_store, LOCAL),
+        redis_prefix=r.get(
+            rl, "rate_limits", "redis_prefix", r.redis_prefix, RateLimitSettings.redis_prefix
+        ),
+    )
+
     if store.sqlite_path is None and store.secret_key is None:
         raise r.error("store.secret_key", "a secret for a shared store", "nothing")
-    return Settings(server, admin, store, upstream, usage, logging_, source)
+    return Settings(
+        server,
+        admin,
+        store,
+        upstream,
+        usage,
+        logging_,
+        rate_limits=rate_limits,
+        source=source,
+    )
+
+
+def redacted_url(url: str) -> str:
+    """A URL as messages and logs may show it: its password, if any, replaced by ***."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url.split("://", 1)[0] + "://..." if "://" in url else "..."
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def _lenient(lenient: bool, fallback: T, read: Callable[[], T]) -> T:

@@ -24,6 +24,7 @@ ADMIN_LOG = "gateway.admin"
 ERROR_LOG = "gateway.error"
 BACKEND_LOG = "gateway.backend"
 SERVER_LOG = "gateway.server"
+LIMITS_LOG = "gateway.limits"
 
 # Set by Formatter.format itself, so not extra fields either.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from gateway.config import Settings
 from gateway.keys.cache import KeyCache
 from gateway.keys.service import KeyService
+from gateway.limits import LocalLimiter, RateLimiter
 from gateway.proxy.upstream import UpstreamClient
 from gateway.store.base import Store
 from gateway.usage import UsageCounter
@@ -16,7 +17,7 @@ from gateway.usage import UsageCounter
 
 @dataclass
 class GatewayState:
-    """The open store, the key service and cache, usage counting and the upstream client."""
+    """The open store, the key service and cache, usage, the upstream client, rate limits."""
 
     settings: Settings
     store: Store
@@ -24,6 +25,7 @@ class GatewayState:
     cache: KeyCache
     usage: UsageCounter
     upstream: UpstreamClient
+    limiter: RateLimiter = field(default_factory=LocalLimiter)
 
 
 STATE = web.AppKey("state", GatewayState)

@@ -83,6 +83,8 @@ def test_keys_create_takes_every_field(tmp_path: Path, config: Path) -> None:
         "2001:db8::/32,192.0.2.1-192.0.2.9",
         "--description",
         "from the CLI",
+        "--rate-limit",
+        "100/60",
     )
 
     key = json.loads(ok(tmp_path, "keys", "--config", str(config), "show", key_id, "--json"))
@@ -102,6 +104,7 @@ def test_keys_create_takes_every_field(tmp_path: Path, config: Path) -> None:
         "notValidAfter": "2027-01-01T00:00:00Z",
         "allowedIps": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1-192.0.2.9"],
         "description": "from the CLI",
+        "rateLimit": {"requests": 100, "perSeconds": 60},
         "createdBy": "cli",
         "usageCount": 0,
         "deniedCount": 0,
@@ -148,6 +151,9 @@ def test_keys_update_reveal_download_history_delete(tmp_path: Path, config: Path
         (("create", "--name", "x", "--allow", "get,share"), 1, "permissions.share"),
         (("create", "--name", "x", "--ip", "10.0.0.300"), 1, "allowedIps[0]"),
         (("create", "--name", "x", "--not-before", "soon"), 1, "notValidBefore"),
+        (("create", "--name", "x", "--rate-limit", "100"), 1, "rateLimit: must be REQUESTS/"),
+        (("create", "--name", "x", "--rate-limit", "0/60"), 1, "rateLimit.requests: must be"),
+        (("create", "--name", "x", "--rate-limit", "5/86401"), 1, "rateLimit.perSeconds: must"),
         (("show", "no-such-id"), 1, "no key with id 'no-such-id'"),
         (("delete", "no-such-id"), 1, "no key with id 'no-such-id'"),
         (("frobnicate",), 2, "invalid choice"),
@@ -181,8 +187,11 @@ def test_keys_list_prints_a_table(tmp_path: Path, config: Path) -> None:
 
     lines = ok(tmp_path, "keys", "--config", str(config), "list").splitlines()
 
-    assert lines[0].split() == ["ID", "NAME", "KEY", "PERMISSIONS", "USAGE", "LAST", "USED"]
-    assert lines[1].split() == [key_id, "ci", f"{value[:3]}****{value[-3:]}", "get,list", "0", "-"]
+    masked = f"{value[:3]}****{value[-3:]}"
+    assert lines[0].split() == [
+        *("ID", "NAME", "KEY", "PERMISSIONS", "RATE", "LIMIT", "USAGE", "LAST", "USED")
+    ]
+    assert lines[1].split() == [key_id, "ci", masked, "get,list", "-", "0", "-"]
 
 
 async def test_serve_with_no_config_is_usable_from_the_cli(tmp_path: Path) -> None:
@@ -223,6 +232,35 @@ def test_keys_rotate_prints_the_new_value(tmp_path: Path, config: Path) -> None:
     assert rotated != value and rotated.startswith("cfe")
     assert revealed == rotated
     assert [e["action"] for e in events] == ["revealed", "rotated", "created"]
+
+
+def test_keys_rate_limit_is_set_shown_and_cleared(tmp_path: Path, config: Path) -> None:
+    """--rate-limit N/S sets a limit, list and show print it, '' clears it; history has both."""
+    _, key_id = create(tmp_path, config, "--name", "ci", "--rate-limit", " 100 / 60 ")
+    cfg = ("keys", "--config", str(config))
+
+    listed = ok(tmp_path, *cfg, "list").splitlines()
+    updated = json.loads(ok(tmp_path, *cfg, "update", key_id, "--rate-limit", "5/1"))
+    shown = dict(line.split(None, 1) for line in ok(tmp_path, *cfg, "show", key_id).splitlines())
+    cleared = json.loads(ok(tmp_path, *cfg, "update", key_id, "--rate-limit", ""))
+    listed_json = json.loads(ok(tmp_path, *cfg, "list", "--json"))["keys"]
+    events = json.loads(ok(tmp_path, *cfg, "history", key_id))["events"]
+
+    assert listed[1].split()[4] == "100/60s"
+    assert updated["rateLimit"] == {"requests": 5, "perSeconds": 1}
+    assert shown["rateLimit"] == "5 requests per 1 s"
+    assert cleared["rateLimit"] is None
+    assert listed_json[0]["rateLimit"] is None
+    assert [e["changes"] for e in events[:2]] == [
+        [{"field": "rateLimit", "old": {"requests": 5, "perSeconds": 1}, "new": None}],
+        [
+            {
+                "field": "rateLimit",
+                "old": {"requests": 100, "perSeconds": 60},
+                "new": {"requests": 5, "perSeconds": 1},
+            }
+        ],
+    ]
 
 
 def test_keys_show_prints_fields_for_people(tmp_path: Path, config: Path) -> None:

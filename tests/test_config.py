@@ -21,6 +21,7 @@ from gateway.config import (
     ConfigError,
     Listen,
     LoggingSettings,
+    RateLimitSettings,
     ServerSettings,
     Settings,
     StoreSettings,
@@ -59,6 +60,7 @@ DESIGN_DEFAULTS = Settings(
     ),
     usage=UsageSettings(flush_interval_s=1.0),
     logging=LoggingSettings(level="info", format="json"),
+    rate_limits=RateLimitSettings(store="local", redis_prefix="share-gateway"),
     source="(embedded default)",
 )
 
@@ -152,6 +154,9 @@ usage:
 logging:
   level: DEBUG
   format: Text
+rate_limits:
+  store: redis://:redis-password@cache.internal:6380/2
+  redis_prefix: gw-eu-1
 """,
     )
 
@@ -183,6 +188,9 @@ logging:
         ),
         usage=UsageSettings(flush_interval_s=0.25),
         logging=LoggingSettings(level="debug", format="text"),
+        rate_limits=RateLimitSettings(
+            store="redis://:redis-password@cache.internal:6380/2", redis_prefix="gw-eu-1"
+        ),
         source=str(path),
     )
 
@@ -370,6 +378,22 @@ BAD_FILES = [
     ("upstream:\n  update:\n    verb: PUT\n", "upstream.update.verb", "'unknown setting'"),
     ("usage:\n  flush_every: 1\n", "usage.flush_every", "'unknown setting'"),
     ("logging:\n  colour: true\n", "logging.colour", "'unknown setting'"),
+    ("rate_limits:\n  redis: redis://h\n", "rate_limits.redis", "'unknown setting'"),
+    ("rate_limits: local\n", "rate_limits", "'local'"),
+    # where rate limit windows are kept
+    ("rate_limits:\n  store: memory\n", "rate_limits.store", "'memory'"),
+    ("rate_limits:\n  store: ''\n", "rate_limits.store", "''"),
+    ("rate_limits:\n  store: [local]\n", "rate_limits.store", "['local']"),
+    ("rate_limits:\n  store: http://cache:6379\n", "rate_limits.store", "'http://cache:6379'"),
+    ("rate_limits:\n  store: 'redis://'\n", "rate_limits.store", "'redis://'"),
+    ("rate_limits:\n  store: 'redis://:6379/0'\n", "rate_limits.store", "'redis://:6379/0'"),
+    ("rate_limits:\n  store: redis://cache:99999\n", "rate_limits.store", "'redis://cache:99"),
+    ("rate_limits:\n  store: redis://cache/zero\n", "rate_limits.store", "'redis://cache/zero'"),
+    ("rate_limits:\n  store: 'unix://'\n", "rate_limits.store", "'unix://'"),
+    ("rate_limits:\n  store: cache:6379\n", "rate_limits.store", "'cache:6379'"),
+    ("rate_limits:\n  redis_prefix: ''\n", "rate_limits.redis_prefix", "''"),
+    ("rate_limits:\n  redis_prefix: a b\n", "rate_limits.redis_prefix", "'a b'"),
+    ("rate_limits:\n  redis_prefix: " + "p" * 65 + "\n", "rate_limits.redis_prefix", "'ppp"),
     # sections that are not mappings
     ("server: [1, 2]\n", "server", "[1, 2]"),
     ("upstream:\n  update: PUT\n", "upstream.update", "'PUT'"),
@@ -500,6 +524,23 @@ def test_settings_error_never_shows_a_token(tmp_path: Path) -> None:
         f"{path}: admin.tokens[0].token: expected a secret of at least 16 characters,"
         " found '13 characters'"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ftp://:hunter2secret@cache:6380/0", "ftp://:***@cache:6380/0"),
+        ("redis://user:hunter2secret@cache/x", "redis://user:***@cache/x"),
+    ],
+)
+def test_settings_error_never_shows_a_redis_password(tmp_path: Path, url: str, shown: str) -> None:
+    """A refused rate_limits.store URL is shown with its password replaced by ***."""
+    path = write(tmp_path, f"rate_limits:\n  store: '{url}'\n")
+
+    error = refusal(path)
+
+    assert "hunter2secret" not in str(error)
+    assert str(error).endswith(f"found {shown!r}")
 
 
 def test_settings_embedded_upstream_needs_no_key(tmp_path: Path) -> None:
@@ -633,7 +674,9 @@ def test_example_documents_every_setting() -> None:
     ]
 
     assert missing == []
-    assert list(_sections()) == ["server", "admin", "store", "upstream", "usage", "logging"]
+    assert list(_sections()) == [
+        *("server", "admin", "store", "upstream", "usage", "logging", "rate_limits")
+    ]
     assert {"admin.tokens[0].token", "upstream.update.method", "logging.format"} <= set(checked)
 
 

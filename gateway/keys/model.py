@@ -30,6 +30,20 @@ class Permissions:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most `requests` requests forwarded upstream in any window of `per_seconds` seconds."""
+
+    requests: int
+    per_seconds: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"requests": self.requests, "perSeconds": self.per_seconds}
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.per_seconds}"
+
+
+@dataclass(frozen=True)
 class Key:
     """A stored key. `sealed_value` is the encrypted value; the plain value is never kept."""
 
@@ -53,6 +67,8 @@ class Key:
     # After a rotation, the old value keeps working until previous_valid_until.
     previous_lookup_hash: str | None = None
     previous_valid_until: datetime | None = None
+    # None: no limit.
+    rate_limit: RateLimit | None = None
 
     @cached_property
     def ip_set(self) -> netaddr.IPSet | None:
@@ -73,6 +89,7 @@ class Key:
             "notValidAfter": iso(self.not_valid_after),
             "allowedIps": list(self.allowed_ips),
             "description": self.description,
+            "rateLimit": rate_limit_json(self.rate_limit),
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
             "createdBy": self.created_by,
@@ -122,6 +139,10 @@ class UsageBucket:
 
     def to_json(self) -> dict[str, Any]:
         return {"start": iso(self.start), "allowed": self.allowed, "denied": self.denied}
+
+
+def rate_limit_json(limit: RateLimit | None) -> dict[str, int] | None:
+    return None if limit is None else limit.to_json()
 
 
 def iso(moment: datetime | None) -> str | None:

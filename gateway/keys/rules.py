@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,13 +11,18 @@ from typing import Any
 import netaddr
 
 from gateway.errors import bad_request
-from gateway.keys.model import OPERATIONS, Permissions
+from gateway.keys.model import OPERATIONS, Permissions, RateLimit
 
 NAME_MAX = 40
 DESCRIPTION_MAX = 4000
 ALLOWED_IPS_MAX = 1000
 GRACE_DEFAULT_S = 86_400
 GRACE_MAX_S = 30 * 86_400
+# The sliding log keeps one timestamp per request of the window: the bound keeps one key's
+# log under 8 MB in the gateway and a few tens of MB in Redis. A day is the longest window.
+RATE_REQUESTS_MAX = 1_000_000
+RATE_PER_SECONDS_MAX = 86_400
+_RATE_FIELDS = ("requests", "perSeconds")
 _WRITABLE = {
     "name",
     "permissions",
@@ -25,6 +31,7 @@ _WRITABLE = {
     "notValidAfter",
     "allowedIps",
     "description",
+    "rateLimit",
 }
 _READ_ONLY = {
     "id",
@@ -50,6 +57,7 @@ class KeyFields:
     not_valid_after: datetime | None
     allowed_ips: tuple[str, ...]
     description: str
+    rate_limit: RateLimit | None = None
 
 
 def parse_new_key(data: object) -> KeyFields:
@@ -65,6 +73,7 @@ def parse_new_key(data: object) -> KeyFields:
         not_valid_after=parse_moment("notValidAfter", body.get("notValidAfter")),
         allowed_ips=parse_allowed_ips(body.get("allowedIps", [])),
         description=parse_description(body.get("description", "")),
+        rate_limit=parse_rate_limit(body.get("rateLimit")),
     )
     check_window(fields.not_valid_before, fields.not_valid_after)
     return fields
@@ -91,6 +100,9 @@ def parse_key_changes(data: object, current: KeyFields) -> KeyFields:
         description=parse_description(body["description"])
         if "description" in body
         else current.description,
+        rate_limit=parse_rate_limit(body["rateLimit"])
+        if "rateLimit" in body
+        else current.rate_limit,
     )
     check_window(fields.not_valid_before, fields.not_valid_after)
     return fields
@@ -247,6 +259,46 @@ def _address(text: str) -> netaddr.IPAddress:
     if address.version == 6 and address.is_ipv4_mapped():
         return address.ipv4()
     return address
+
+
+def parse_rate_limit(value: object) -> RateLimit | None:
+    """`{"requests": N, "perSeconds": S}`, both required, or null for no limit.
+
+    The object is taken whole, also in an update: a limit is one rule, and half of
+    an old one merged with half of a new one is rarely what was meant.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad_request("rateLimit", 'must be {"requests": N, "perSeconds": S} or null')
+    for name in value:
+        if name not in _RATE_FIELDS:
+            raise bad_request(f"rateLimit.{name}", "is not one of requests, perSeconds")
+    requests = _whole("rateLimit.requests", value.get("requests"), RATE_REQUESTS_MAX)
+    per_seconds = _whole("rateLimit.perSeconds", value.get("perSeconds"), RATE_PER_SECONDS_MAX)
+    return RateLimit(requests, per_seconds)
+
+
+def _whole(name: str, value: object, maximum: int) -> int:
+    if value is None:
+        raise bad_request(name, "is required")
+    # bool is an int in Python, and 10.0 is a float: neither is a count here.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise bad_request(name, f"must be an integer from 1 to {maximum}, found {value!r}")
+    return value
+
+
+def parse_rate_limit_text(text: str) -> dict[str, int] | None:
+    """`REQUESTS/SECONDS` as the CLI takes it (`100/60`), or '' for none, as an API value.
+
+    Only the form is checked here; the ranges are the API's rules, in parse_rate_limit.
+    """
+    if not text.strip():
+        return None
+    match = re.fullmatch(r"\s*([0-9]{1,18})\s*/\s*([0-9]{1,18})\s*", text)
+    if match is None:
+        raise bad_request("rateLimit", f"must be REQUESTS/SECONDS such as 100/60, found {text!r}")
+    return {"requests": int(match.group(1)), "perSeconds": int(match.group(2))}
 
 
 def parse_grace_period(data: object) -> int:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import ApiError
-from gateway.keys.model import Change, HistoryEvent, Key, UsageBucket, iso
+from gateway.keys.model import Change, HistoryEvent, Key, UsageBucket, iso, rate_limit_json
 from gateway.keys.rules import KeyFields, parse_grace_period, parse_key_changes, parse_new_key
 from gateway.keys.values import KeyVault, mask, new_value
 from gateway.store.base import Store
@@ -34,6 +34,7 @@ def _fields(key: Key) -> KeyFields:
         not_valid_after=key.not_valid_after,
         allowed_ips=key.allowed_ips,
         description=key.description,
+        rate_limit=key.rate_limit,
     )
 
 
@@ -47,6 +48,7 @@ def _field_json(fields: KeyFields) -> dict[str, Any]:
         "notValidAfter": iso(fields.not_valid_after),
         "allowedIps": list(fields.allowed_ips),
         "description": fields.description,
+        "rateLimit": rate_limit_json(fields.rate_limit),
     }
 
 
@@ -78,6 +80,7 @@ class KeyService:
             not_valid_after=fields.not_valid_after,
             allowed_ips=fields.allowed_ips,
             description=fields.description,
+            rate_limit=fields.rate_limit,
             created_at=now,
             updated_at=now,
             created_by=actor,
@@ -117,6 +120,7 @@ class KeyService:
             not_valid_after=after.not_valid_after,
             allowed_ips=after.allowed_ips,
             description=after.description,
+            rate_limit=after.rate_limit,
             updated_at=now,
         )
         await self.store.update_key(updated, HistoryEvent(key.id, now, actor, "updated", changes))

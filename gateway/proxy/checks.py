@@ -11,6 +11,7 @@ from gateway.errors import ApiError
 from gateway.keys.cache import KeyCache
 from gateway.keys.model import Key
 from gateway.keys.values import well_formed
+from gateway.limits import RateLimiter, retry_after
 
 
 def unauthorized(message: str) -> ApiError:
@@ -81,4 +82,25 @@ def check_list_scope(key: Key, query: Mapping[str, str]) -> None:
     if not key.admin and not _named(query, "contents") and not _named(query, "spaceKeys"):
         raise ApiError(
             403, "FORBIDDEN", "a key without the admin flag must pass contents or spaceKeys"
+        )
+
+
+async def check_rate_limit(key: Key, limiter: RateLimiter) -> None:
+    """Take one request from the key's budget, or refuse with 429 and when to come back.
+
+    The last check, right before the request goes upstream: a request refused
+    for any other reason does not use up the budget.
+    """
+    limit = key.rate_limit
+    if limit is None:
+        return
+    wait_s = await limiter.take(key.id, limit)
+    if wait_s is not None:
+        after = retry_after(wait_s)
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"the key's rate limit of {limit.requests} requests per {limit.per_seconds} s"
+            f" is reached; retry after {after} s",
+            headers={"Retry-After": after},
         )

@@ -19,6 +19,7 @@ from gateway.proxy.checks import (
     check_address,
     check_list_scope,
     check_permission,
+    check_rate_limit,
     check_window,
 )
 from gateway.proxy.upstream import UpstreamAnswer, UpstreamError
@@ -151,6 +152,7 @@ async def _checked(
             update = state.settings.upstream.update
             method, path = update.method, update.path.replace("{uuid}", share_uuid)
 
+    await check_rate_limit(key, state.limiter)
     state.usage.allowed(key.id, now)
     headers = {
         "X-Request-Id": request_id(request),

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from gateway.keys.model import Change, HistoryEvent, Key, Permissions, UsageBucket
+from gateway.keys.model import Change, HistoryEvent, Key, Permissions, RateLimit, UsageBucket
 from gateway.log import STORE_LOG
 from gateway.store.base import StoreDump, StoreError, StoreNotEmpty, StoreStartError, UsageDelta
 from gateway.store.postgres_listen import CONNECT_TIMEOUT_S, PG_ERRORS, KeyChangeListener
@@ -36,7 +36,8 @@ _KEY_COLUMNS = (
     "k.not_valid_before, k.not_valid_after, k.allowed_ips, k.description, k.created_at, "
     "k.updated_at, k.created_by, "
     "COALESCE(u.usage_count, 0), COALESCE(u.denied_count, 0), u.last_used_at, "
-    "k.previous_lookup_hash, k.previous_valid_until, k.deleted_at"
+    "k.previous_lookup_hash, k.previous_valid_until, k.deleted_at, k.rate_limit_requests, "
+    "k.rate_limit_per_seconds"
 )
 _KEY_SELECT = f"SELECT {_KEY_COLUMNS} FROM keys k LEFT JOIN key_usage u ON u.key_id = k.id"  # noqa: S608
 _HISTORY_INSERT = (
@@ -153,9 +154,10 @@ class PostgresStore:
             await connection.execute(
                 "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value, permissions,"
                 " admin, not_valid_before, not_valid_after, allowed_ips, description, created_at,"
-                " updated_at, created_by, previous_lookup_hash, previous_valid_until, deleted_at)"
+                " updated_at, created_by, previous_lookup_hash, previous_valid_until, deleted_at,"
+                " rate_limit_requests, rate_limit_per_seconds)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17)",
+                " $17, $18, $19)",
                 *_key_row(key),
             )
             await connection.execute(_HISTORY_INSERT, *_event_row(event))
@@ -167,7 +169,8 @@ class PostgresStore:
                 "UPDATE keys SET name = $2, lookup_hash = $3, sealed_value = $4,"
                 " masked_value = $5, permissions = $6, admin = $7, not_valid_before = $8,"
                 " not_valid_after = $9, allowed_ips = $10, description = $11, updated_at = $12,"
-                " previous_lookup_hash = $13, previous_valid_until = $14 WHERE id = $1",
+                " previous_lookup_hash = $13, previous_valid_until = $14,"
+                " rate_limit_requests = $15, rate_limit_per_seconds = $16 WHERE id = $1",
                 key.id,
                 key.name,
                 key.lookup_hash,
@@ -182,6 +185,7 @@ class PostgresStore:
                 key.updated_at,
                 key.previous_lookup_hash,
                 key.previous_valid_until,
+                *_rate_limit_row(key.rate_limit),
             )
             await connection.execute(_HISTORY_INSERT, *_event_row(event))
             await _changed(connection)
@@ -307,9 +311,10 @@ class PostgresStore:
             await connection.executemany(
                 "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value, permissions,"
                 " admin, not_valid_before, not_valid_after, allowed_ips, description, created_at,"
-                " updated_at, created_by, previous_lookup_hash, previous_valid_until, deleted_at)"
+                " updated_at, created_by, previous_lookup_hash, previous_valid_until, deleted_at,"
+                " rate_limit_requests, rate_limit_per_seconds)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17)",
+                " $17, $18, $19)",
                 [_key_row(key, dump.deleted.get(key.id)) for key in dump.keys],
             )
             await connection.executemany(
@@ -353,7 +358,12 @@ def _key_row(key: Key, deleted_at: datetime | None = None) -> tuple[Any, ...]:
         key.previous_lookup_hash,
         key.previous_valid_until,
         deleted_at,
+        *_rate_limit_row(key.rate_limit),
     )
+
+
+def _rate_limit_row(limit: RateLimit | None) -> tuple[int | None, int | None]:
+    return (None, None) if limit is None else (limit.requests, limit.per_seconds)
 
 
 def _event_row(event: HistoryEvent) -> tuple[Any, ...]:
@@ -392,4 +402,5 @@ def _key(row: asyncpg.Record) -> Key:
         last_used_at=row[16],
         previous_lookup_hash=row[17],
         previous_valid_until=row[18],
+        rate_limit=None if row[20] is None else RateLimit(row[20], row[21]),
     )

@@ -70,4 +70,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE keys ADD COLUMN previous_valid_until timestamptz;
     CREATE INDEX keys_by_previous_hash ON keys (previous_lookup_hash);
     """,
+    # 3: a key's rate limit; both NULL means no limit.
+    """
+    ALTER TABLE keys ADD COLUMN rate_limit_requests integer;
+    ALTER TABLE keys ADD COLUMN rate_limit_per_seconds integer;
+    ALTER TABLE keys ADD CONSTRAINT keys_rate_limit_whole
+        CHECK ((rate_limit_requests IS NULL) = (rate_limit_per_seconds IS NULL));
+    """,
 )

@@ -54,4 +54,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE keys ADD COLUMN previous_valid_until TEXT;
     CREATE INDEX keys_by_previous_hash ON keys (previous_lookup_hash);
     """,
+    # 3: a key's rate limit; both NULL means no limit.
+    """
+    ALTER TABLE keys ADD COLUMN rate_limit_requests INTEGER;
+    ALTER TABLE keys ADD COLUMN rate_limit_per_seconds INTEGER;
+    """,
 )

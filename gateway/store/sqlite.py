@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.keys.model import Change, HistoryEvent, Key, Permissions, UsageBucket
+from gateway.keys.model import Change, HistoryEvent, Key, Permissions, RateLimit, UsageBucket
 from gateway.log import STORE_LOG
 from gateway.store.base import (
     StoreDump,
@@ -34,8 +34,11 @@ _KEY_COLUMNS = (
     "k.not_valid_before, k.not_valid_after, k.allowed_ips, k.description, k.created_at, "
     "k.updated_at, k.created_by, "
     "COALESCE(u.usage_count, 0), COALESCE(u.denied_count, 0), u.last_used_at, "
-    "k.previous_lookup_hash, k.previous_valid_until"
+    "k.previous_lookup_hash, k.previous_valid_until, k.rate_limit_requests, "
+    "k.rate_limit_per_seconds"
 )
+# Where export_all's extra deleted_at column sits, after _KEY_COLUMNS.
+_DELETED_AT = 21
 _KEY_SELECT = f"SELECT {_KEY_COLUMNS} FROM keys k LEFT JOIN key_usage u ON u.key_id = k.id"  # noqa: S608
 
 
@@ -135,7 +138,8 @@ class SqliteStore:
             await db.execute(
                 "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value, permissions,"
                 " admin, not_valid_before, not_valid_after, allowed_ips, description, created_at,"
-                " updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, created_by, rate_limit_requests, rate_limit_per_seconds)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id,
                     key.name,
@@ -151,6 +155,7 @@ class SqliteStore:
                     _text(key.created_at),
                     _text(key.updated_at),
                     key.created_by,
+                    *_rate_limit_row(key.rate_limit),
                 ),
             )
             await self._event(db, event)
@@ -162,7 +167,8 @@ class SqliteStore:
                 "UPDATE keys SET name = ?, lookup_hash = ?, sealed_value = ?, masked_value = ?,"
                 " permissions = ?, admin = ?, not_valid_before = ?, not_valid_after = ?,"
                 " allowed_ips = ?, description = ?, updated_at = ?, previous_lookup_hash = ?,"
-                " previous_valid_until = ? WHERE id = ?",
+                " previous_valid_until = ?, rate_limit_requests = ?, rate_limit_per_seconds = ?"
+                " WHERE id = ?",
                 (
                     key.name,
                     key.lookup_hash,
@@ -177,6 +183,7 @@ class SqliteStore:
                     _text(key.updated_at),
                     key.previous_lookup_hash,
                     _text(key.previous_valid_until),
+                    *_rate_limit_row(key.rate_limit),
                     key.id,
                 ),
             )
@@ -291,7 +298,9 @@ class SqliteStore:
             await self.db.execute("COMMIT")
         return StoreDump(
             keys=tuple(_key(row) for row in keys),
-            deleted={row[0]: datetime.fromisoformat(row[19]) for row in keys if row[19]},
+            deleted={
+                row[0]: datetime.fromisoformat(row[_DELETED_AT]) for row in keys if row[_DELETED_AT]
+            },
             events=tuple(_history_event(row) for row in events),
             buckets=tuple(
                 (r[0], UsageBucket(datetime.fromisoformat(r[1]), r[2], r[3])) for r in buckets
@@ -308,8 +317,9 @@ class SqliteStore:
                     "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value,"
                     " permissions, admin, not_valid_before, not_valid_after, allowed_ips,"
                     " description, created_at, updated_at, created_by, previous_lookup_hash,"
-                    " previous_valid_until, deleted_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " previous_valid_until, deleted_at, rate_limit_requests,"
+                    " rate_limit_per_seconds)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key.id,
                         key.name,
@@ -328,6 +338,7 @@ class SqliteStore:
                         key.previous_lookup_hash,
                         _text(key.previous_valid_until),
                         _text(dump.deleted.get(key.id)),
+                        *_rate_limit_row(key.rate_limit),
                     ),
                 )
                 await db.execute(
@@ -342,6 +353,16 @@ class SqliteStore:
                 [(key_id, _text(b.start), b.allowed, b.denied) for key_id, b in dump.buckets],
             )
             await self._bump(db)
+
+
+def _rate_limit_row(limit: RateLimit | None) -> tuple[int | None, int | None]:
+    return (None, None) if limit is None else (limit.requests, limit.per_seconds)
+
+
+def _rate_limit(requests: int | None, per_seconds: int | None) -> RateLimit | None:
+    if requests is None or per_seconds is None:
+        return None
+    return RateLimit(int(requests), int(per_seconds))
 
 
 def _history_event(row: sqlite3.Row) -> HistoryEvent:
@@ -376,4 +397,5 @@ def _key(row: sqlite3.Row) -> Key:
         last_used_at=_moment(last_used),
         previous_lookup_hash=row[17],
         previous_valid_until=_moment(row[18]),
+        rate_limit=_rate_limit(row[19], row[20]),
     )

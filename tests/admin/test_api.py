@@ -19,6 +19,7 @@ NEW_KEY: dict[str, Any] = {
     "notValidAfter": "2027-01-01T00:00:00+02:00",
     "allowedIps": ["10.0.0.0/8", "192.168.1.10-192.168.1.20", "2001:db8::1"],
     "description": "deploys from CI",
+    "rateLimit": {"requests": 100, "perSeconds": 60},
 }
 
 
@@ -57,6 +58,7 @@ async def test_create_answers_201_with_the_full_value(admin: aiohttp.ClientSessi
         "notValidAfter": "2026-12-31T22:00:00Z",
         "allowedIps": ["10.0.0.0/8", "192.168.1.10-192.168.1.20", "2001:db8::1"],
         "description": "deploys from CI",
+        "rateLimit": {"requests": 100, "perSeconds": 60},
         "createdAt": key["createdAt"],
         "updatedAt": key["createdAt"],
         "createdBy": "ops",
@@ -75,7 +77,7 @@ async def test_create_defaults_for_optional_fields(admin: aiohttp.ClientSession)
     assert response.status == 201
     assert key["permissions"] == dict.fromkeys(("get", "list", "create", "update", "delete"), False)
     assert (key["admin"], key["notValidBefore"], key["notValidAfter"]) == (False, None, None)
-    assert (key["allowedIps"], key["description"]) == ([], "")
+    assert (key["allowedIps"], key["description"], key["rateLimit"]) == ([], "", None)
 
 
 async def test_list_shows_keys_masked(admin: aiohttp.ClientSession) -> None:

@@ -11,12 +11,13 @@ import netaddr
 import pytest
 
 from gateway.errors import ApiError
-from gateway.keys.model import Permissions, ip_set
+from gateway.keys.model import Permissions, RateLimit, ip_set
 from gateway.keys.rules import (
     KeyFields,
     parse_key_changes,
     parse_new_key,
     parse_permission_list,
+    parse_rate_limit_text,
 )
 from gateway.proxy.address import parse_ip
 
@@ -633,3 +634,94 @@ def test_key_unknown_field_refused(field: str) -> None:
 def test_key_update_absent_fields_kept() -> None:
     """An empty update keeps every field as it is."""
     assert parse_key_changes({}, CURRENT) == CURRENT
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"requests": 1, "perSeconds": 1}, RateLimit(1, 1)),
+        ({"requests": 100, "perSeconds": 60}, RateLimit(100, 60)),
+        ({"perSeconds": 60, "requests": 100}, RateLimit(100, 60)),
+        ({"requests": 1_000_000, "perSeconds": 86_400}, RateLimit(1_000_000, 86_400)),
+        (None, None),
+    ],
+)
+def test_key_rate_limit_accepted(value: object, expected: RateLimit | None) -> None:
+    """Whole numbers within range make the limit; null means none."""
+    assert create(rateLimit=value).rate_limit == expected
+    limited = replace(CURRENT, rate_limit=RateLimit(7, 7))
+    assert parse_key_changes({"rateLimit": value}, limited).rate_limit == expected
+
+
+def test_key_rate_limit_defaults_to_none_and_absent_keeps_it() -> None:
+    """A new key has no limit; an update that does not name the field keeps the present one."""
+    limited = replace(CURRENT, rate_limit=RateLimit(10, 60))
+
+    assert create().rate_limit is None
+    assert parse_key_changes({"admin": True}, limited).rate_limit == RateLimit(10, 60)
+
+
+RATE_LIMIT_REFUSED = [
+    # not an object
+    ("100/60", "rateLimit"),
+    (100, "rateLimit"),
+    ([100, 60], "rateLimit"),
+    (True, "rateLimit"),
+    # unknown or missing fields
+    ({"requests": 10, "perSeconds": 60, "burst": 5}, "rateLimit.burst"),
+    ({"requests": 10, "per_seconds": 60}, "rateLimit.per_seconds"),
+    ({"requests": 10, "perSeconds": 60, "": 1}, "rateLimit."),
+    ({"perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": 10}, "rateLimit.perSeconds"),
+    ({}, "rateLimit.requests"),
+    ({"requests": None, "perSeconds": 60}, "rateLimit.requests"),
+    # out of range
+    ({"requests": 0, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": -1, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": 1_000_001, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": 10, "perSeconds": 0}, "rateLimit.perSeconds"),
+    ({"requests": 10, "perSeconds": 86_401}, "rateLimit.perSeconds"),
+    # not whole numbers
+    ({"requests": 10.0, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": 10.5, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": "10", "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": True, "perSeconds": 60}, "rateLimit.requests"),
+    ({"requests": 10, "perSeconds": "60"}, "rateLimit.perSeconds"),
+    ({"requests": 10, "perSeconds": False}, "rateLimit.perSeconds"),
+    ({"requests": 10, "perSeconds": [60]}, "rateLimit.perSeconds"),
+    ({"requests": 10, "perSeconds": 1e3}, "rateLimit.perSeconds"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    RATE_LIMIT_REFUSED,
+    ids=[f"{row[1]}={row[0]!r}" for row in RATE_LIMIT_REFUSED],
+)
+def test_key_rate_limit_refused(value: object, field: str) -> None:
+    """A limit that is not two whole numbers in range is a 400 naming the field at fault."""
+    create_refused({"rateLimit": value}, field)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100/60", {"requests": 100, "perSeconds": 60}),
+        (" 5 / 1 ", {"requests": 5, "perSeconds": 1}),
+        ("0/60", {"requests": 0, "perSeconds": 60}),
+        ("", None),
+        ("  ", None),
+    ],
+)
+def test_rate_limit_text_forms(text: str, expected: dict[str, int] | None) -> None:
+    """The CLI's REQUESTS/SECONDS becomes the API value; ranges are left to the API's rules."""
+    assert parse_rate_limit_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["100", "100/", "/60", "100/60s", "1e3/60", "-1/60", "100/60/2", "x/y", "\u0661\u0660/60"],
+)
+def test_rate_limit_text_refused(text: str) -> None:
+    """Anything but two whole numbers around a slash is a 400 naming `rateLimit`."""
+    assert_bad_request(refusal(lambda: parse_rate_limit_text(text)), "rateLimit")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.keys.model import RateLimit
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault
 from gateway.store import Store, StoreNotEmpty, UsageDelta
@@ -27,9 +28,23 @@ async def fill(store: Store) -> None:
     """Keys in every state: changed, rotated, revealed, deleted, used and unused."""
     keys = KeyService(store, KeyVault(SECRET_KEY))
     used, _ = await keys.create(
-        {"name": "used", "permissions": {"get": True}, "allowedIps": ["10.0.0.0/8"]}, "ops"
+        {
+            "name": "used",
+            "permissions": {"get": True},
+            "allowedIps": ["10.0.0.0/8"],
+            "rateLimit": {"requests": 100, "perSeconds": 60},
+        },
+        "ops",
     )
-    await keys.update(used.id, {"description": "busy", "notValidAfter": "2027-01-01"}, "ops")
+    await keys.update(
+        used.id,
+        {
+            "description": "busy",
+            "notValidAfter": "2027-01-01",
+            "rateLimit": {"requests": 5000, "perSeconds": 3600},
+        },
+        "ops",
+    )
     await keys.rotate(used.id, {"gracePeriodSeconds": 3600}, "ops")
     await keys.reveal(used.id, "cli")
     gone, _ = await keys.create({"name": "gone", "admin": True}, "cli")
@@ -84,6 +99,7 @@ async def test_copy_store_moves_everything_sqlite_to_postgres_and_back(
     assert there == again == CopyReport(keys=3, deleted_keys=1, events=7, buckets=3)
     assert middle == source
     assert end == source
+    assert [k.rate_limit for k in end.keys] == [RateLimit(5000, 3600), None, None]
 
 
 async def test_copied_keys_are_found_and_revealed(
