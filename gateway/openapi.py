@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import shares
+from gateway.keys import rules
 from gateway.keys.model import OPERATIONS
 from gateway.keys.rules import DESCRIPTION_MAX, GRACE_MAX_S, NAME_MAX
 
@@ -29,11 +30,20 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "Nothing with that id",
         413: "The body is too large",
         415: "The body is not JSON",
+        429: "The key's rate limit is reached; `Retry-After` says when to try again",
         502: "The upstream is unavailable",
         503: "The store is not usable",
         504: "The upstream did not answer in time",
     }
-    return {str(status): _answer(reasons[status], "Error") for status in statuses}
+    answers = {str(status): _answer(reasons[status], "Error") for status in statuses}
+    if "429" in answers:
+        answers["429"]["headers"] = {
+            "Retry-After": {
+                "description": "Whole seconds until a request would be allowed, at least 1",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return answers
 
 
 _NULLABLE_STRING = {"type": "string", "nullable": True}
@@ -86,6 +96,21 @@ _KEY_FIELDS: dict[str, Any] = {
     "notValidAfter": {"type": "string", "format": "date-time", "nullable": True},
     "allowedIps": {"type": "array", "items": {"type": "string"}},
     "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
+    "rateLimit": {
+        "type": "object",
+        "nullable": True,
+        "description": "at most `requests` requests sent upstream in any `perSeconds` seconds",
+        "additionalProperties": False,
+        "required": ["requests", "perSeconds"],
+        "properties": {
+            "requests": {"type": "integer", "minimum": 1, "maximum": rules.RATE_REQUESTS_MAX},
+            "perSeconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": rules.RATE_PER_SECONDS_MAX,
+            },
+        },
+    },
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -191,8 +216,8 @@ def _share_paths() -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
     }
-    denied = (401, 403, 502, 504)
-    body = (400, 401, 403, 413, 415, 502, 504)
+    denied = (401, 403, 429, 502, 504)
+    body = (400, 401, 403, 413, 415, 429, 502, 504)
     list_params = [
         {
             "name": "sort",

@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 
 from gateway import openapi
 from gateway.app import Gateway, admin_app, public_app
+from gateway.keys import rules
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -66,3 +67,23 @@ async def test_document_is_served_on_the_admin_listener(gateway: Gateway) -> Non
 
     assert response.status == 200
     assert body == openapi.document()
+
+
+def test_document_rate_limit_matches_the_rules() -> None:
+    """rateLimit takes the rules' bounds; every share operation documents 429 and Retry-After."""
+    doc = openapi.document()
+    schema = doc["components"]["schemas"]["KeyUpdate"]["properties"]["rateLimit"]
+    share_operations = [
+        operation
+        for path, item in doc["paths"].items()
+        if path.startswith("/webapi")
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+    assert schema["nullable"] is True
+    assert schema["required"] == ["requests", "perSeconds"]
+    assert schema["properties"]["requests"]["maximum"] == rules.RATE_REQUESTS_MAX
+    assert schema["properties"]["perSeconds"]["maximum"] == rules.RATE_PER_SECONDS_MAX
+    assert len(share_operations) == 6
+    assert all("Retry-After" in op["responses"]["429"]["headers"] for op in share_operations)
