@@ -193,6 +193,13 @@ class NginxConfig:
         body = "\n".join(lines)
         return [m.strip() for m in re.findall(r"(?:^|[{;\s])" + name + r"\s+([^;]*);", body)]
 
+    def named_return(self, name: str) -> tuple[int, str]:
+        """The status and body of the `return` in `location @name`."""
+        pattern = r"location\s+@" + re.escape(name) + r"\s*\{[^}']*return\s+(\d{3})\s+'([^']*)';"
+        match = re.search(pattern, self.text)
+        assert match, f"no return in location @{name}"
+        return int(match.group(1)), match.group(2)
+
 
 def size_bytes(text: str) -> int:
     """An nginx size: 1048576, 512k or 2m."""

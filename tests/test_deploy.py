@@ -10,6 +10,7 @@ command are run against a real gateway process.
 from __future__ import annotations
 
 import http.server
+import json
 import shlex
 import subprocess
 import sys
@@ -314,6 +315,19 @@ def gateway_services() -> dict[str, dict[str, Any]]:
     return {name: s for name, s in services.items() if s.get("command", [None])[0] == "serve"}
 
 
+def test_compose_file_follows_the_compose_specification() -> None:
+    """Checked against the Compose Specification's JSON schema (as check-jsonschema ships it)."""
+    schema = ["--builtin-schema", "vendor.compose-spec"]
+    checked = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", *schema, str(COMPOSE / "compose.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def compose_gateway_settings(service: dict[str, Any]) -> Settings:
     """The service's config file, found through its volumes, loaded with its environment."""
     env = {
@@ -413,6 +427,21 @@ def test_compose_nginx_lets_the_gateway_answer_oversized_bodies() -> None:
     assert recipes.size_bytes(limit) > largest
 
 
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(413, "PAYLOAD_TOO_LARGE"), (502, "UPSTREAM_UNAVAILABLE"), (504, "UPSTREAM_TIMEOUT")],
+)
+def test_compose_nginx_answers_its_own_refusals_in_the_error_shape(status: int, code: str) -> None:
+    pages = dict(page.split() for page in nginx().directives("error_page"))
+
+    returned, body = nginx().named_return(pages[str(status)].removeprefix("@"))
+    answer = json.loads(body.replace("$request_id", "0" * 32).replace("\\n", ""))
+
+    assert returned == status
+    assert answer == {"error": code, "message": answer["message"], "requestId": "0" * 32}
+    assert answer["message"]
+
+
 def test_compose_gateways_trust_only_nginx_for_x_forwarded_for() -> None:
     services = compose()["services"]
     nginx_address = services["nginx"]["networks"]["fleet"]["ipv4_address"]
@@ -458,6 +487,22 @@ def manifests() -> list[dict[str, Any]]:
 def manifest(kind: str, name: str) -> dict[str, Any]:
     (found,) = [m for m in manifests() if m["kind"] == kind and m["metadata"]["name"] == name]
     return found
+
+
+@pytest.mark.parametrize("version", ["1.29.0", "1.37.0"])
+def test_kubernetes_manifests_follow_the_api_schemas(version: str) -> None:
+    """Strict: an unknown field fails too. 1.29 is the first with native sidecars on by default."""
+    files = [str(path) for path in sorted(KUBERNETES.glob("*.yaml"))]
+
+    checked = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", version, *files],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("passed for resource") == len(manifests())
 
 
 def pod() -> dict[str, Any]:
