@@ -13,6 +13,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import Listen, Settings, load_settings, parse_settings
 from tests.processes import ADMIN_TOKEN, SECRET_KEY, GatewayProcess
+from tests.redisdb import RedisServer, delete_under, unique_prefix
 
 
 def test_settings(folder: Path, **sections: dict[str, Any]) -> Settings:
@@ -84,6 +85,29 @@ def pg_url(pg_database: str) -> str:
     from tests import pg
 
     return pg.create_schema(pg_database)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted when the test ends."""
+    prefix = unique_prefix()
+    yield prefix
+    delete_under(prefix)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start private redis-server processes on free ports; all stop when the test ends."""
+    started: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 __all__ = ["Listen", "load_settings", "replace", "test_settings"]

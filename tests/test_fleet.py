@@ -17,6 +17,7 @@ import aiohttp
 from gateway.store.postgres import PostgresStore
 from tests import pg
 from tests.processes import ADMIN_TOKEN, SECRET_KEY, GatewayProcess
+from tests.redisdb import REDIS_URL, keys_under
 
 Start = Callable[..., GatewayProcess]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -253,3 +254,38 @@ async def test_fleet_migrate_round_trips_sqlite_postgres_sqlite(
     assert revealed == {"value": used["value"]}
     assert works == (200, 401)
     assert back_again == on_pg_now
+
+
+async def test_fleet_rate_limit_is_one_budget_for_both_gateways(
+    gateway_process: Start, pg_url: str, redis_prefix: str
+) -> None:
+    """With a Redis store, 100 requests at once over two gateways admit exactly the limit."""
+    limits = {"rate_limits": {"store": REDIS_URL, "redis_prefix": redis_prefix}}
+    a = gateway_process({**on_postgres(pg_url), **limits}, name="a")
+    b = gateway_process({**on_postgres(pg_url), **limits}, name="b")
+    key = await create_key(
+        a, name="limited", permissions={"list": True}, rateLimit={"requests": 25, "perSeconds": 60}
+    )
+
+    async with aiohttp.ClientSession(headers=bearer(key["value"])) as session:
+
+        async def call(gateway: GatewayProcess) -> tuple[int, str | None]:
+            async with session.get(f"{gateway.public_url}{LIST}") as response:
+                await response.read()
+                return response.status, response.headers.get("Retry-After")
+
+        answers = await asyncio.gather(*(call(gw) for _ in range(50) for gw in (a, b)))
+
+    assert a.stop() == 0 and b.stop() == 0
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        stored = await store.get_key(key["id"])
+    finally:
+        await store.close()
+    statuses = [status for status, _ in answers]
+    assert (statuses.count(200), statuses.count(429)) == (25, 75)
+    assert all(1 <= int(after or 0) <= 60 for status, after in answers if status == 429)
+    assert stored is not None and (stored.usage_count, stored.denied_count) == (25, 75)
+    # The Redis key names the key by its id; the value appears nowhere in Redis.
+    assert keys_under(redis_prefix) == [f"{redis_prefix}:rate:{key['id']}"]

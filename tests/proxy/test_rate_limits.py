@@ -7,7 +7,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.proxy.wire import ALL, SHARES, NewKey, Proxy, error_of
+from gateway.limits.shared import RedisLimiter
+from tests.processes import free_port
+from tests.proxy.wire import ALL, SHARES, NewKey, Proxy, StartProxy, error_of
+from tests.redisdb import REDIS_URL, keys_under
 from tests.upstreams import RecordingUpstream
 
 SHARE = f"{SHARES}/9b1e4c52"
@@ -168,3 +171,41 @@ async def test_rate_limit_of_one_key_leaves_others_alone(proxy: Proxy) -> None:
     statuses = [(await send(proxy, k)).status for k in (tight, tight, other, free, free, free)]
 
     assert statuses == [200, 429, 200, 200, 200, 200]
+
+
+async def test_rate_limit_with_redis_unreachable_holds_per_process(
+    start_proxy: StartProxy, upstream: RecordingUpstream
+) -> None:
+    """A gateway whose Redis does not answer starts, serves, and limits each key on its own."""
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    proxy = await start_proxy(upstream=upstream.config(), rate_limits={"store": closed})
+    key = await limited_key(proxy, 3, 60)
+    free = await proxy.create_key(permissions=ALL)
+
+    statuses = [(await send(proxy, key)).status for _ in range(5)]
+    unlimited = [(await send(proxy, free)).status for _ in range(3)]
+
+    limiter = proxy.state.limiter
+    assert statuses == [200, 200, 200, 429, 429]
+    assert unlimited == [200, 200, 200]
+    assert isinstance(limiter, RedisLimiter)
+    # Only limited keys ask the limiter; every one of their requests was decided locally.
+    assert limiter.fallbacks == 5
+
+
+async def test_rate_limit_in_redis_for_a_gateway(
+    start_proxy: StartProxy, upstream: RecordingUpstream, redis_prefix: str
+) -> None:
+    """With rate_limits.store a Redis URL, a key's window lives in Redis under its id."""
+    proxy = await start_proxy(
+        upstream=upstream.config(),
+        rate_limits={"store": REDIS_URL, "redis_prefix": redis_prefix},
+    )
+    key = await limited_key(proxy, 2, 60)
+
+    statuses = [(await send(proxy, key)).status for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    assert keys_under(redis_prefix) == [f"{redis_prefix}:rate:{key.id}"]
+    assert isinstance(proxy.state.limiter, RedisLimiter)
+    assert proxy.state.limiter.fallbacks == 0

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 
-from gateway.keys.model import Key
+from gateway.keys.model import Key, RateLimit
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault
 from gateway.store import StoreError, StoreStartError, UsageDelta, open_store
@@ -310,3 +311,53 @@ async def test_subscribe_reconnects_after_the_connection_is_killed(
     messages = [r.getMessage() for r in caplog.records if r.name == "gateway.store"]
     assert any("lost" in m for m in messages)
     assert any("restored" in m for m in messages)
+
+
+async def test_open_upgrades_a_store_made_before_rate_limits(pg_url: str, pg_database: str) -> None:
+    """A version 2 schema gains the rate limit columns; its keys keep working, with no limit."""
+    vault = KeyVault(SECRET_KEY)
+    old = PostgresStore(pg_url)
+    await old.open()
+    key, value = await KeyService(old, vault).create({"name": "old", "admin": True}, "ops")
+    await old.close()
+    schema = schema_of(pg_url)
+    # Back to the schema as version 2 left it.
+    await pg.execute(
+        f"{pg.SERVER}/{pg_database}",
+        f'ALTER TABLE "{schema}".keys DROP COLUMN rate_limit_requests,'
+        " DROP COLUMN rate_limit_per_seconds",
+        f'DELETE FROM "{schema}".schema_version WHERE version > 2',  # noqa: S608
+    )
+
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        found = await store.find_key(vault.lookup_hash(value))
+        limit = {"requests": 100, "perSeconds": 60}
+        await KeyService(store, vault).update(key.id, {"rateLimit": limit}, "ops")
+        limited = await store.get_key(key.id)
+    finally:
+        await store.close()
+    rows = await pg.fetch(
+        f"{pg.SERVER}/{pg_database}",
+        f'SELECT version FROM "{schema}".schema_version ORDER BY version',  # noqa: S608
+    )
+
+    assert found is not None and (found.id, found.admin, found.rate_limit) == (key.id, True, None)
+    assert limited is not None and limited.rate_limit == RateLimit(100, 60)
+    assert [row[0] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
+
+
+async def test_rate_limit_columns_are_set_together(pg_url: str, pg_database: str) -> None:
+    """The schema refuses half a rate limit, whatever writes to it."""
+    store = PostgresStore(pg_url)
+    await store.open()
+    key, _ = await KeyService(store, KeyVault(SECRET_KEY)).create({"name": "k"}, "ops")
+    await store.close()
+
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pg.execute(
+            f"{pg.SERVER}/{pg_database}",
+            f'UPDATE "{schema_of(pg_url)}".keys SET rate_limit_requests = 5'  # noqa: S608
+            f" WHERE id = '{key.id}'",
+        )

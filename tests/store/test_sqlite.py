@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
+from gateway.keys.model import RateLimit
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault
 from gateway.store import StoreError, StoreStartError, UsageDelta
@@ -20,6 +21,7 @@ from tests.processes import ADMIN_TOKEN, SECRET_KEY
 
 T0 = datetime(2026, 12, 1, 10, 15, tzinfo=UTC)
 HOUR = datetime(2026, 12, 1, 10, tzinfo=UTC)
+LIMIT = {"requests": 100, "perSeconds": 60}
 
 
 @pytest.fixture
@@ -134,3 +136,31 @@ async def test_store_files_never_hold_a_value_or_token(tmp_path: Path) -> None:
     assert len(stored) > 0
     for secret in [*values, ADMIN_TOKEN, SECRET_KEY]:
         assert secret.encode() not in stored
+
+
+async def test_open_upgrades_a_store_made_before_rate_limits(tmp_path: Path) -> None:
+    """A version 2 file gains the rate limit columns; its keys keep working, with no limit."""
+    path = tmp_path / "gateway.db"
+    vault = KeyVault(SECRET_KEY)
+    old = SqliteStore(path)
+    await old.open()
+    key, value = await KeyService(old, vault).create({"name": "old", "admin": True}, "ops")
+    await old.close()
+    # Back to the schema as version 2 left it.
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE keys DROP COLUMN rate_limit_requests")
+        db.execute("ALTER TABLE keys DROP COLUMN rate_limit_per_seconds")
+        db.execute("DELETE FROM schema_version WHERE version > 2")
+
+    store = SqliteStore(path)
+    await store.open()
+    found = await store.find_key(vault.lookup_hash(value))
+    await KeyService(store, vault).update(key.id, {"rateLimit": LIMIT}, "ops")
+    limited = await store.get_key(key.id)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+
+    assert found is not None and (found.id, found.admin, found.rate_limit) == (key.id, True, None)
+    assert limited is not None and limited.rate_limit == RateLimit(100, 60)
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
