@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import openapi
 from gateway.admin.api import add_admin_routes, admin_auth_middleware
+from gateway.admin.metrics import add_metrics_route
 from gateway.admin.panel import add_panel_routes
 from gateway.config import AdminToken, ConfigError, Listen, Settings, load_settings
 from gateway.errors import ApiError, error_middleware
@@ -24,12 +25,13 @@ from gateway.keys.values import KeyVault, read_or_create_secret, read_or_create_
 from gateway.limits import open_limiter
 from gateway.log import SERVER_LOG, access_middleware
 from gateway.log import configure as configure_logging
+from gateway.metrics import GatewayMetrics, count_requests
 from gateway.proxy.routes import add_share_routes
 from gateway.proxy.upstream import UpstreamClient
 from gateway.state import STATE, GatewayState
 from gateway.store import Store, StoreError, StoreStartError, open_store
 from gateway.usage import UsageCounter
-from gateway.workers import Supervisor, worker_number
+from gateway.workers import Supervisor, metrics_dir, worker_number
 
 log = logging.getLogger(SERVER_LOG)
 
@@ -87,7 +89,8 @@ async def readyz(request: web.Request) -> web.Response:
 def public_app(state: GatewayState) -> web.Application:
     """The listener clients call: the share routes and the health checks."""
     app = web.Application(
-        middlewares=[access_middleware, error_middleware],
+        # Outermost, so that each answer is counted with the status the client got.
+        middlewares=[count_requests(state.metrics), access_middleware, error_middleware],
         client_max_size=state.settings.server.max_body_bytes,
     )
     app[STATE] = state
@@ -106,6 +109,7 @@ def admin_app(state: GatewayState) -> web.Application:
     app[STATE] = state
     add_admin_routes(app)
     add_panel_routes(app)
+    add_metrics_route(app)
     app.router.add_get("/openapi.json", openapi_json, allow_head=False)
     return app
 
@@ -139,12 +143,24 @@ class Gateway:
             base_url, api_key = await self._upstream(settings)
             upstream = UpstreamClient(settings.upstream, base_url, api_key)
             await upstream.open()
-            cache = KeyCache(store, vault)
-            usage = UsageCounter(store, settings.usage.flush_interval_s)
+            metrics = GatewayMetrics(
+                per_key=settings.metrics.per_key, multiprocess_dir=metrics_dir()
+            )
+            cache = KeyCache(
+                store, vault, hit_tally=metrics.cache_hits, miss_tally=metrics.cache_misses
+            )
+            usage = UsageCounter(store, settings.usage.flush_interval_s, metrics.flush)
             limiter = open_limiter(settings.rate_limits)
             await limiter.open()
             self.state = GatewayState(
-                settings, store, KeyService(store, vault), cache, usage, upstream, limiter=limiter
+                settings,
+                store,
+                KeyService(store, vault),
+                cache,
+                usage,
+                upstream,
+                metrics,
+                limiter=limiter,
             )
             cache.start()
             usage.start()
@@ -209,6 +225,7 @@ class Gateway:
                 ("store.url", old.store.url, new.store.url),
                 ("store.secret_key", old.store.secret_key, new.store.secret_key),
                 ("upstream.url", old.upstream.embedded, new.upstream.embedded),
+                ("metrics.per_key", old.metrics.per_key, new.metrics.per_key),
                 ("rate_limits.store", old.rate_limits.store, new.rate_limits.store),
                 (
                     "rate_limits.redis_prefix",
@@ -224,6 +241,7 @@ class Gateway:
             admin=replace(old.admin, tokens=new.admin.tokens),
             store=old.store,
             upstream=old.upstream if "upstream.url" in kept else new.upstream,
+            metrics=old.metrics,
             rate_limits=old.rate_limits,
         )
 

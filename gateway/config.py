@@ -146,6 +146,12 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # Key ids as a label multiply the series by the number of keys in use.
+    per_key: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads from its YAML file."""
 
@@ -155,6 +161,7 @@ class Settings:
     upstream: UpstreamSettings = UpstreamSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     source: str = "(embedded default)"
 
@@ -344,6 +351,14 @@ class _Reader:
             raise self.error(setting, "1 to 64 letters, digits or . _ : - { }", text)
         return text
 
+    def boolean(self, setting: str, value: object) -> bool:
+        # YAML reads true and false itself; a ${VAR} gives text, read the same way.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise self.error(setting, "true or false", value)
+
     def choice(self, *options: str) -> Callable[[str, Any], str]:
         # Case-insensitive, answering the option's own spelling (PUT, info) whatever was written.
         spelled = {option.lower(): option for option in options}
@@ -374,7 +389,7 @@ def parse_settings(
     top = r.section(
         data,
         "",
-        {"server", "admin", "store", "upstream", "usage", "logging", "rate_limits"},
+        {"server", "admin", "store", "upstream", "usage", "logging", "metrics", "rate_limits"},
     )
 
     s = r.section(top.get("server"), "server", set(vars(ServerSettings())))
@@ -426,6 +441,9 @@ def parse_settings(
         format=r.get(lg, "logging", "format", r.choice("json", "text"), "json"),
     )
 
+    m = r.section(top.get("metrics"), "metrics", {"per_key"})
+    metrics = MetricsSettings(per_key=r.get(m, "metrics", "per_key", r.boolean, False))
+
     rl = r.section(top.get("rate_limits"), "rate_limits", {"store", "redis_prefix"})
     rate_limits = RateLimitSettings(
         store=r.get(rl, "rate_limits", "store", r.rate_limit_store, LOCAL),
@@ -443,6 +461,7 @@ def parse_settings(
         upstream,
         usage,
         logging_,
+        metrics,
         rate_limits=rate_limits,
         source=source,
     )

@@ -353,6 +353,20 @@ def _admin_paths() -> dict[str, Any]:
             "parameters": [key_id],
             "get": op("keyUsage", "200", "Usage"),
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics, in the text format 0.0.4",
+                "security": admin,
+                "responses": {
+                    "200": {
+                        "description": "Every series; with several workers, all of them summed",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

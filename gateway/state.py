@@ -10,6 +10,7 @@ from gateway.config import Settings
 from gateway.keys.cache import KeyCache
 from gateway.keys.service import KeyService
 from gateway.limits import LocalLimiter, RateLimiter
+from gateway.metrics import GatewayMetrics
 from gateway.proxy.upstream import UpstreamClient
 from gateway.store.base import Store
 from gateway.usage import UsageCounter
@@ -25,6 +26,7 @@ class GatewayState:
     cache: KeyCache
     usage: UsageCounter
     upstream: UpstreamClient
+    metrics: GatewayMetrics
     limiter: RateLimiter = field(default_factory=LocalLimiter)
 
 

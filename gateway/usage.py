@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime
 
 from gateway.log import USAGE_LOG
+from gateway.metrics import FlushMetrics
 from gateway.store.base import Store, StoreError, UsageDelta
 
 log = logging.getLogger(USAGE_LOG)
@@ -25,9 +27,12 @@ class UsageCounter:
     failed flush, never added twice.
     """
 
-    def __init__(self, store: Store, interval_s: float) -> None:
+    def __init__(
+        self, store: Store, interval_s: float, metrics: FlushMetrics | None = None
+    ) -> None:
         self.store = store
         self.interval_s = interval_s
+        self.metrics = metrics
         self._pending: dict[str, UsageDelta] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -64,16 +69,24 @@ class UsageCounter:
         async with self._lock:
             batch, self._pending = self._pending, {}
             if not batch:
+                if self.metrics is not None:
+                    self.metrics.caught_up()
                 return
+            # Counts made while the write runs are not in it: caught up only to its start.
+            since, started = time.time(), time.perf_counter()
             try:
                 await self.store.add_usage(batch)
             except (StoreError, OSError) as exc:
                 self.failures += 1
                 self._merge_back(batch)
+                if self.metrics is not None:
+                    self.metrics.failed(time.perf_counter() - started)
                 log.warning(
                     "usage flush failed, %d keys kept for the next try: %s", len(batch), exc
                 )
                 raise
+            if self.metrics is not None:
+                self.metrics.written(since, time.perf_counter() - started)
 
     def _merge_back(self, batch: dict[str, UsageDelta]) -> None:
         for key_id, old in batch.items():

@@ -1,13 +1,22 @@
-"""server.workers: several gateway processes sharing one port through SO_REUSEPORT."""
+"""server.workers: several gateway processes sharing one port through SO_REUSEPORT.
+
+The supervisor also makes the run's metrics directory: each worker keeps its
+Prometheus series in files there, so that a scrape answered by any worker
+shows the sum of all of them. It is removed when the supervisor stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
+
+from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.log import SERVER_LOG
 
@@ -15,6 +24,9 @@ log = logging.getLogger(SERVER_LOG)
 
 WORKER_ENV = "SHARE_GATEWAY_WORKER"
 """Set in a worker's environment to its number; a worker serves, it does not supervise."""
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's own variable, read when it is imported: series go to files there."""
 
 # A worker that dies is started again, but not faster than this.
 RESTART_DELAY_S = 1.0
@@ -26,6 +38,11 @@ def worker_number() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def metrics_dir() -> str | None:
+    """The metrics directory a worker shares with the others of its run; None elsewhere."""
+    return os.environ.get(METRICS_DIR_ENV) if worker_number() is not None else None
+
+
 class Supervisor:
     """Starts N workers, passes signals on, and restarts a worker that dies."""
 
@@ -34,18 +51,22 @@ class Supervisor:
         self.config = config
         self.workers: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = asyncio.Event()
+        self.metrics_dir = ""
 
     async def _spawn(self, number: int) -> None:
         args = [sys.executable, "-m", "gateway", "serve"]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        env = {**os.environ, WORKER_ENV: str(number)}
+        env = {**os.environ, WORKER_ENV: str(number), METRICS_DIR_ENV: self.metrics_dir}
         self.workers[number] = await asyncio.create_subprocess_exec(*args, env=env)
         log.info("worker %d started (pid %d)", number, self.workers[number].pid)
 
     async def _watch(self, number: int) -> None:
         while True:
-            code = await self.workers[number].wait()
+            process = self.workers[number]
+            code = await process.wait()
+            # A dead worker's counters still count; its gauges (the last usage flush) do not.
+            mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             if self.stopping.is_set():
                 return
             log.error("worker %d exited with %d; starting it again", number, code)
@@ -65,6 +86,14 @@ class Supervisor:
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT; each worker finishes its requests and flushes."""
+        # A directory of this run's own, so no series of an earlier run is ever summed in.
+        self.metrics_dir = tempfile.mkdtemp(prefix="share-gateway-metrics-")
+        try:
+            await self._run()
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop, signum)

@@ -21,6 +21,7 @@ from gateway.config import (
     ConfigError,
     Listen,
     LoggingSettings,
+    MetricsSettings,
     RateLimitSettings,
     ServerSettings,
     Settings,
@@ -61,6 +62,7 @@ DESIGN_DEFAULTS = Settings(
     usage=UsageSettings(flush_interval_s=1.0),
     logging=LoggingSettings(level="info", format="json"),
     rate_limits=RateLimitSettings(store="local", redis_prefix="share-gateway"),
+    metrics=MetricsSettings(per_key=False),
     source="(embedded default)",
 )
 
@@ -95,7 +97,7 @@ def assert_names(error: ConfigError, path: Path, setting: str, found: str) -> No
         pytest.param("", id="empty file"),
         pytest.param("{}\n", id="empty mapping"),
         pytest.param(
-            "server:\nadmin:\nstore:\nupstream:\n  update:\nusage:\nlogging:\n",
+            "server:\nadmin:\nstore:\nupstream:\n  update:\nusage:\nlogging:\nmetrics:\n",
             id="empty sections",
         ),
         pytest.param("server:\n  listen: null\n  workers: ~\n", id="null settings"),
@@ -157,6 +159,8 @@ logging:
 rate_limits:
   store: redis://:redis-password@cache.internal:6380/2
   redis_prefix: gw-eu-1
+metrics:
+  per_key: true
 """,
     )
 
@@ -191,6 +195,7 @@ rate_limits:
         rate_limits=RateLimitSettings(
             store="redis://:redis-password@cache.internal:6380/2", redis_prefix="gw-eu-1"
         ),
+        metrics=MetricsSettings(per_key=True),
         source=str(path),
     )
 
@@ -301,6 +306,13 @@ def _secret(settings: Settings) -> object:
             id="a float default",
         ),
         pytest.param(
+            "metrics:\n  per_key: ${PER_KEY}\n",
+            {"PER_KEY": "True"},
+            lambda s: s.metrics.per_key,
+            True,
+            id="a boolean",
+        ),
+        pytest.param(
             "server:\n  trusted_proxies: [ '${PROXY}' ]\n",
             {"PROXY": "10.1.0.0/16"},
             lambda s: s.server.trusted_proxies,
@@ -394,6 +406,13 @@ BAD_FILES = [
     ("rate_limits:\n  redis_prefix: ''\n", "rate_limits.redis_prefix", "''"),
     ("rate_limits:\n  redis_prefix: a b\n", "rate_limits.redis_prefix", "'a b'"),
     ("rate_limits:\n  redis_prefix: " + "p" * 65 + "\n", "rate_limits.redis_prefix", "'ppp"),
+    ("metrics:\n  by_key: true\n", "metrics.by_key", "'unknown setting'"),
+    ("metrics: true\n", "metrics", "True"),
+    # metrics.per_key is a boolean: true or false, nothing YAML or a variable reads otherwise
+    ("metrics:\n  per_key: 1\n", "metrics.per_key", "1"),
+    ("metrics:\n  per_key: 'on please'\n", "metrics.per_key", "'on please'"),
+    ("metrics:\n  per_key: [true]\n", "metrics.per_key", "[True]"),
+    ("metrics:\n  per_key: ${PER_KEY:-maybe}\n", "metrics.per_key", "'maybe'"),
     # sections that are not mappings
     ("server: [1, 2]\n", "server", "[1, 2]"),
     ("upstream:\n  update: PUT\n", "upstream.update", "'PUT'"),
@@ -675,7 +694,7 @@ def test_example_documents_every_setting() -> None:
 
     assert missing == []
     assert list(_sections()) == [
-        *("server", "admin", "store", "upstream", "usage", "logging", "rate_limits")
+        *("server", "admin", "store", "upstream", "usage", "logging", "metrics", "rate_limits")
     ]
     assert {"admin.tokens[0].token", "upstream.update.method", "logging.format"} <= set(checked)
 

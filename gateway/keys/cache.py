@@ -9,6 +9,7 @@ import logging
 from gateway.keys.model import Key
 from gateway.keys.values import KeyVault
 from gateway.log import STORE_LOG
+from gateway.metrics import NOT_COUNTED, Tally
 from gateway.store.base import Store, StoreError
 
 log = logging.getLogger(STORE_LOG)
@@ -21,10 +22,20 @@ MAX_MISSES = 10_000
 class KeyCache:
     """Finds keys by value; polls the store's change counter to see other processes' writes."""
 
-    def __init__(self, store: Store, vault: KeyVault, poll_interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        store: Store,
+        vault: KeyVault,
+        poll_interval_s: float = 0.25,
+        *,
+        hit_tally: Tally = NOT_COUNTED,
+        miss_tally: Tally = NOT_COUNTED,
+    ) -> None:
         self.store = store
         self.vault = vault
         self.poll_interval_s = poll_interval_s
+        self.hit_tally = hit_tally
+        self.miss_tally = miss_tally
         self._keys: dict[str, Key | None] = {}
         self._misses = 0
         self._generation = 0
@@ -41,9 +52,11 @@ class KeyCache:
         """The live key whose value or previous value has this lookup hash."""
         if lookup_hash in self._keys:
             self.hits += 1
+            self.hit_tally.inc()
             return self._keys[lookup_hash]
 
         self.lookups += 1
+        self.miss_tally.inc()
         generation = self._generation
         key = await self.store.find_key(lookup_hash)
         # A change that landed while we read must not be overwritten by what we read.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -111,7 +112,8 @@ async def _handle(request: web.Request, operation: Operation) -> web.Response:
         answer = await _checked(request, state, operation, key)
     except UpstreamError:
         raise
-    except ApiError:
+    except ApiError as error:
+        state.metrics.denied(error.code, key)
         if key is not None:
             state.usage.denied(key.id, now)
         raise
@@ -158,9 +160,17 @@ async def _checked(
         "X-Request-Id": request_id(request),
         "X-Forwarded-For": _forwarded_for(request, state),
     }
-    return await state.upstream.send(
-        method, path, query=query, body=body, headers=headers, retry=operation.read_only
-    )
+    started = time.perf_counter()
+    try:
+        return await state.upstream.send(
+            method, path, query=query, body=body, headers=headers, retry=operation.read_only
+        )
+    except UpstreamError as error:
+        state.metrics.upstream_failed(operation.name, error.code)
+        raise
+    finally:
+        # Answered or not: a timeout shows in the latency as the time it took to give up.
+        state.metrics.upstream_took(operation.name, time.perf_counter() - started)
 
 
 async def get_share(request: web.Request) -> web.Response:

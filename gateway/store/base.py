@@ -34,6 +34,17 @@ class UsageDelta:
 
 
 @dataclass(frozen=True)
+class KeyCounts:
+    """How many keys the store holds in each state, at one moment."""
+
+    active: int
+    """Not deleted, and inside the validity window."""
+    inactive: int
+    """Not deleted, but not yet valid or expired."""
+    deleted: int
+
+
+@dataclass(frozen=True)
 class StoreDump:
     """Everything a store holds, as `export_all` reads it and `import_all` writes it."""
 
@@ -83,6 +94,9 @@ class Store(Protocol):
 
     async def key_version(self) -> int:
         """A number that grows with every key change, from any process."""
+
+    async def count_keys(self, now: datetime) -> KeyCounts:
+        """How many keys are active at `now`, inactive (outside their window) and deleted."""
 
     def subscribe(self, on_change: Callable[[], None]) -> None:
         """Call on_change when another process changes a key; best effort, the cache still polls."""

@@ -15,7 +15,14 @@ import asyncpg
 
 from gateway.keys.model import Change, HistoryEvent, Key, Permissions, RateLimit, UsageBucket
 from gateway.log import STORE_LOG
-from gateway.store.base import StoreDump, StoreError, StoreNotEmpty, StoreStartError, UsageDelta
+from gateway.store.base import (
+    KeyCounts,
+    StoreDump,
+    StoreError,
+    StoreNotEmpty,
+    StoreStartError,
+    UsageDelta,
+)
 from gateway.store.postgres_listen import CONNECT_TIMEOUT_S, PG_ERRORS, KeyChangeListener
 from gateway.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION_TABLE
 
@@ -276,6 +283,17 @@ class PostgresStore:
     async def key_version(self) -> int:
         rows = await self._fetch("SELECT version FROM key_version WHERE id = 1")
         return int(rows[0][0])
+
+    async def count_keys(self, now: datetime) -> KeyCounts:
+        rows = await self._fetch(
+            "SELECT count(*) FILTER (WHERE deleted_at IS NULL"
+            " AND (not_valid_before IS NULL OR not_valid_before <= $1)"
+            " AND (not_valid_after IS NULL OR not_valid_after > $1)),"
+            " count(*) FILTER (WHERE deleted_at IS NOT NULL), count(*) FROM keys",
+            now,
+        )
+        active, deleted, total = (int(n) for n in rows[0])
+        return KeyCounts(active=active, inactive=total - active - deleted, deleted=deleted)
 
     def subscribe(self, on_change: Callable[[], None]) -> None:
         if self._listener is None:

@@ -16,6 +16,7 @@ import aiosqlite
 from gateway.keys.model import Change, HistoryEvent, Key, Permissions, RateLimit, UsageBucket
 from gateway.log import STORE_LOG
 from gateway.store.base import (
+    KeyCounts,
     StoreDump,
     StoreError,
     StoreNotEmpty,
@@ -276,6 +277,18 @@ class SqliteStore:
     async def key_version(self) -> int:
         rows = await self._rows("SELECT version FROM key_version WHERE id = 1")
         return int(rows[0][0])
+
+    async def count_keys(self, now: datetime) -> KeyCounts:
+        # Times are fixed-width UTC text, so comparing the text compares the times.
+        at = _text(now)
+        rows = await self._rows(
+            "SELECT COALESCE(SUM(deleted_at IS NULL AND COALESCE(not_valid_before <= ?, 1)"
+            " AND COALESCE(not_valid_after > ?, 1)), 0),"
+            " COALESCE(SUM(deleted_at IS NOT NULL), 0), COUNT(*) FROM keys",
+            (at, at),
+        )
+        active, deleted, total = (int(n) for n in rows[0])
+        return KeyCounts(active=active, inactive=total - active - deleted, deleted=deleted)
 
     def subscribe(self, on_change: Callable[[], None]) -> None:
         """Nothing to listen to: SQLite has no notifications, the key cache's poll sees changes."""
