@@ -161,6 +161,8 @@ async def test_create_dialog_creates_key_with_every_field(
         "10.0.0.0/8\n192.168.1.10-192.168.1.20, 2001:db8::1"
     )
     await dialog.get_by_label("Description").fill("deploys from CI")
+    await dialog.get_by_label("Requests", exact=True).fill("100")
+    await dialog.get_by_label("Window (seconds)", exact=True).fill("60")
     await expect(dialog.get_by_text("15/4000", exact=True)).to_be_visible()
     await panel.screenshot("create-dialog")
     await dialog.get_by_role("button", name="Create Key").click()
@@ -195,6 +197,7 @@ async def test_create_dialog_creates_key_with_every_field(
         "notValidAfter": "2099-07-01T10:00:00Z",
         "allowedIps": ["10.0.0.0/8", "192.168.1.10-192.168.1.20", "2001:db8::1"],
         "description": "deploys from CI",
+        "rateLimit": {"requests": 100, "perSeconds": 60},
         "createdAt": key["createdAt"],
         "updatedAt": key["createdAt"],
         "createdBy": "ops",
@@ -523,3 +526,70 @@ async def test_panel_runs_without_console_errors(
     await expect(page.get_by_role("heading", name="Using keys")).to_be_visible()
 
     assert panel.console_errors == []
+
+
+async def test_rate_limit_is_shown_edited_and_cleared_in_the_panel(
+    panel: Panel, admin: aiohttp.ClientSession
+) -> None:
+    """The table and the detail show a key's limit; Save sends the new one, or null, alone."""
+    key = await create_key(
+        admin, "limited", permissions={"get": True}, rateLimit={"requests": 100, "perSeconds": 60}
+    )
+    await panel.sign_in()
+    page = panel.page
+    chip = page.locator("#keys-table tr", has_text="limited").locator(".chip-limit")
+    await expect(chip).to_have_text("100/60s")
+    await expect(chip).to_have_attribute("title", "Rate limit: at most 100 requests per 60 s")
+    await panel.screenshot("keys-tab-rate-limit")
+
+    patches = bodies_of(panel, "PATCH", f"/admin/api/keys/{key['id']}")
+    await panel.open_key(key["id"])
+    form = page.locator("#edit-form")
+    requests, window = (
+        form.get_by_label("Requests", exact=True),
+        form.get_by_label("Window (seconds)", exact=True),
+    )
+    await expect(requests).to_have_value("100")
+    await expect(window).to_have_value("60")
+    await requests.fill("5")
+    await window.fill("1")
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.get_by_text("Saved limited")).to_be_visible()
+    changed = await api_json(await admin.get(f"/admin/api/keys/{key['id']}"))
+
+    await requests.fill("")
+    await window.fill("")
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.locator("#edit-dirty")).to_have_text("")
+    cleared = await api_json(await admin.get(f"/admin/api/keys/{key['id']}"))
+
+    assert patches == [{"rateLimit": {"requests": 5, "perSeconds": 1}}, {"rateLimit": None}]
+    assert changed["rateLimit"] == {"requests": 5, "perSeconds": 1}
+    assert cleared["rateLimit"] is None
+    await page.get_by_role("button", name="View Configuration History").click()
+    rows = page.locator("#history-list tbody tr[data-field='rateLimit']")
+    await expect(rows.nth(0).locator("td")).to_have_text(["5 requests per 1 s", "→", "none"])
+    await expect(rows.nth(1).locator("td")).to_have_text(
+        ["100 requests per 60 s", "→", "5 requests per 1 s"]
+    )
+
+
+async def test_create_dialog_shows_a_refused_rate_limit_inline(
+    panel: Panel, admin: aiohttp.ClientSession
+) -> None:
+    """A window the API refuses shows its message under the rate limit, on the field at fault."""
+    await panel.sign_in()
+    page = panel.page
+    await page.get_by_role("button", name="Create New API Key").click()
+    dialog = page.locator("#create-dialog")
+    await dialog.get_by_label("Key Name", exact=True).fill("too-long-window")
+    await dialog.get_by_label("Requests", exact=True).fill("10")
+    await dialog.get_by_label("Window (seconds)", exact=True).fill("86401")
+    await dialog.get_by_role("button", name="Create Key").click()
+
+    window = dialog.get_by_label("Window (seconds)", exact=True)
+    message = "rateLimit.perSeconds: must be an integer from 1 to 86400, found 86401"
+    await expect(dialog.get_by_text(message, exact=True)).to_be_visible()
+    await expect(window).to_have_attribute("aria-invalid", "true")
+    await expect(window).to_be_focused()
+    assert (await api_json(await admin.get("/admin/api/keys")))["keys"] == []

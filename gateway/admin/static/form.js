@@ -19,12 +19,31 @@ export const FIELD_LABELS = {
   notValidAfter: "Not valid after",
   allowedIps: "Allowed IPs",
   description: "Description",
+  rateLimit: "Rate limit",
   maskedValue: "Key value",
   previousValidUntil: "Previous value valid until",
 };
 
 const NAME_MAX = 40;
 const DESCRIPTION_MAX = 4000;
+const RATE_REQUESTS_MAX = 1000000;
+const RATE_PER_SECONDS_MAX = 86400;
+
+/** A rate limit for people: "100 requests per 60 s". */
+export function rateLimitText(limit) {
+  const noun = limit.requests === 1 ? "request" : "requests";
+  return `${limit.requests} ${noun} per ${limit.perSeconds} s`;
+}
+
+/** The two rate limit inputs as the API takes them: both empty is no limit (null). */
+function rateLimitValue(requestsText, perSecondsText) {
+  const number = (text) => (text.trim() === "" ? undefined : Number(text));
+  const requests = number(requestsText);
+  const perSeconds = number(perSecondsText);
+  if (requests === undefined && perSeconds === undefined) return null;
+  // A half-filled pair goes as it is: the API names the missing side.
+  return { requests, perSeconds };
+}
 
 /** Allowed IPs as typed (one a line or comma-separated) to the list the API takes. */
 export function parseIpList(text) {
@@ -136,6 +155,22 @@ export function keyForm(prefix, { wide = false } = {}) {
   const descriptionCount = counted(description, DESCRIPTION_MAX);
   descriptionCount.counter.id = id("description-count");
 
+  const rateInput = (field, label, max) => {
+    const input = h("input", {
+      id: id(field),
+      type: "number",
+      min: 1,
+      max,
+      step: 1,
+      inputmode: "numeric",
+      "aria-describedby": `${id("rateLimit-error")} ${id("rateLimit-hint")}`,
+    });
+    const wrapper = h("div", { class: "field" }, h("label", { for: input.id }, label), input);
+    return { input, field: wrapper };
+  };
+  const rateRequests = rateInput("rateRequests", "Requests", RATE_REQUESTS_MAX);
+  const ratePerSeconds = rateInput("ratePerSeconds", "Window (seconds)", RATE_PER_SECONDS_MAX);
+
   const nameSection = h(
     "div",
     { class: "form-section section-name" },
@@ -182,6 +217,19 @@ export function keyForm(prefix, { wide = false } = {}) {
       `Local time (${offset}). Empty means no limit.`,
     ),
   );
+  const rateSection = h(
+    "fieldset",
+    { class: "form-section section-rate" },
+    h("legend", {}, "Rate limit"),
+    h("div", { class: "field-pair rate-pair" }, rateRequests.field, ratePerSeconds.field),
+    h(
+      "p",
+      { class: "hint", id: id("rateLimit-hint") },
+      "At most this many requests go upstream in any window of this many seconds; " +
+        "more get 429. Both empty means no limit.",
+    ),
+    errorSlot("rateLimit"),
+  );
   const ipSection = h(
     "div",
     { class: "form-section section-ips" },
@@ -220,7 +268,7 @@ export function keyForm(prefix, { wide = false } = {}) {
     "div",
     { class: wide ? "key-form key-form-wide" : "key-form" },
     h("div", { class: "form-column" }, nameSection, permissionSection),
-    h("div", { class: "form-column" }, windowSection, ipSection, descriptionSection),
+    h("div", { class: "form-column" }, windowSection, rateSection, ipSection, descriptionSection),
   );
 
   const controls = {
@@ -231,6 +279,7 @@ export function keyForm(prefix, { wide = false } = {}) {
     allowedIps: ips,
     description,
   };
+  const rateControls = { requests: rateRequests.input, perSeconds: ratePerSeconds.input };
 
   /** Every control's present value, to tell what changed since `load`. */
   const state = () => ({
@@ -241,6 +290,7 @@ export function keyForm(prefix, { wide = false } = {}) {
     notValidAfter: after.input.value,
     allowedIps: JSON.stringify(parseIpList(ips.value)),
     description: description.value,
+    rateLimit: JSON.stringify(rateLimitValue(rateRequests.input.value, ratePerSeconds.input.value)),
   });
   let initial = state();
 
@@ -256,6 +306,9 @@ export function keyForm(prefix, { wide = false } = {}) {
       after.input.value = toLocalInput(key && key.notValidAfter);
       ips.value = key ? key.allowedIps.join("\n") : "";
       description.value = key ? key.description : "";
+      const limit = key && key.rateLimit;
+      rateRequests.input.value = limit ? String(limit.requests) : "";
+      ratePerSeconds.input.value = limit ? String(limit.perSeconds) : "";
       nameCount.update();
       descriptionCount.update();
       form.clearErrors();
@@ -272,6 +325,7 @@ export function keyForm(prefix, { wide = false } = {}) {
         notValidAfter: fromLocalInput(after.input.value),
         allowedIps: parseIpList(ips.value),
         description: description.value,
+        rateLimit: rateLimitValue(rateRequests.input.value, ratePerSeconds.input.value),
       };
     },
 
@@ -304,7 +358,8 @@ export function keyForm(prefix, { wide = false } = {}) {
         slot.hidden = true;
         slot.textContent = "";
       }
-      for (const control of [...Object.values(controls), ...Object.values(switches)]) {
+      const all = [controls, switches, rateControls].flatMap((group) => Object.values(group));
+      for (const control of all) {
         control.removeAttribute("aria-invalid");
       }
     },
@@ -317,9 +372,10 @@ export function keyForm(prefix, { wide = false } = {}) {
       if (!slot) return false;
       slot.textContent = failure.message;
       slot.hidden = false;
-      const operation = failure.field.split(".")[1];
-      const control =
-        field === "permissions" ? switches[operation] || switches.get : controls[field];
+      const part = failure.field.split(".")[1];
+      let control = controls[field];
+      if (field === "permissions") control = switches[part] || switches.get;
+      if (field === "rateLimit") control = rateControls[part] || rateControls.requests;
       if (control) {
         control.setAttribute("aria-invalid", "true");
         control.focus();

@@ -5,7 +5,7 @@
 import { ApiFailure, call, download, keyPath, onUnauthorized, session } from "./api.js";
 import { drawUsage, peakText, usageSummary, usageTotals } from "./chart.js";
 import { $, fill, formatMoment, formatNumber, h, timeElement } from "./dom.js";
-import { FIELD_LABELS, OPERATIONS, keyForm } from "./form.js";
+import { FIELD_LABELS, OPERATIONS, keyForm, rateLimitText } from "./form.js";
 
 const VIEWS = ["view-sign-in", "view-keys", "view-key", "view-help"];
 const GRACE_DEFAULT_S = 86400;
@@ -141,6 +141,16 @@ function permissionChips(key) {
   const chips = allowed.map(([op, label]) => h("span", { class: "chip", title: label }, op));
   if (key.admin) chips.push(h("span", { class: "chip chip-admin", title: "Admin" }, "admin"));
   if (!chips.length) chips.push(h("span", { class: "muted" }, "none"));
+  if (key.rateLimit) {
+    const limit = key.rateLimit;
+    chips.push(
+      h(
+        "span",
+        { class: "chip chip-limit", title: `Rate limit: at most ${rateLimitText(limit)}` },
+        `${limit.requests}/${limit.perSeconds}s`,
+      ),
+    );
+  }
   return h("span", { class: "chips" }, chips);
 }
 
@@ -467,6 +477,7 @@ function historyValue(field, value) {
     return h("span", {}, ops.length ? ops.join(", ") : "none");
   }
   if (MOMENT_FIELDS.has(field)) return timeElement(value);
+  if (field === "rateLimit") return h("span", {}, rateLimitText(value));
   if (typeof value === "boolean") return h("span", {}, value ? "yes" : "no");
   if (Array.isArray(value)) {
     const empty = field === "allowedIps" ? "any" : "none";
