@@ -23,6 +23,7 @@ from gateway.keys.cache import KeyCache
 from gateway.keys.service import KeyService
 from gateway.keys.values import KeyVault, read_or_create_secret, read_or_create_token
 from gateway.limits import open_limiter
+from gateway.listeners import GuardedAppRunner
 from gateway.log import SERVER_LOG, access_middleware
 from gateway.log import configure as configure_logging
 from gateway.metrics import GatewayMetrics, count_requests
@@ -191,8 +192,11 @@ class Gateway:
         return base_url, api_key
 
     async def _serve(self, app: web.Application, listen: Listen) -> str:
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        runner = GuardedAppRunner(
+            app,
+            read_timeout_s=self.settings.server.read_timeout_s,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
         await runner.setup()
         self._runners.append(runner)
@@ -221,6 +225,7 @@ class Gateway:
                 ("server.listen", old.server.listen, new.server.listen),
                 ("server.workers", old.server.workers, new.server.workers),
                 ("server.max_body_bytes", old.server.max_body_bytes, new.server.max_body_bytes),
+                ("server.read_timeout_s", old.server.read_timeout_s, new.server.read_timeout_s),
                 ("admin.listen", old.admin.listen, new.admin.listen),
                 ("store.url", old.store.url, new.store.url),
                 ("store.secret_key", old.store.secret_key, new.store.secret_key),

@@ -55,6 +55,7 @@ class ServerSettings:
     trusted_proxies: netaddr.IPSet = field(default_factory=netaddr.IPSet)
     max_body_bytes: int = 1_048_576
     workers: int = 1
+    read_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ def parse_settings(
         trusted_proxies=r.get(s, "server", "trusted_proxies", r.cidrs, netaddr.IPSet()),
         max_body_bytes=r.get(s, "server", "max_body_bytes", r.integer(1), 1_048_576),
         workers=r.get(s, "server", "workers", r.integer(1), 1),
+        read_timeout_s=r.get(s, "server", "read_timeout_s", r.positive, 30.0),
     )
 
     a = r.section(top.get("admin"), "admin", {"listen", "tokens"})

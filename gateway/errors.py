@@ -50,15 +50,17 @@ def request_id(request: web.Request) -> str:
     return str(request.get(REQUEST_ID, ""))
 
 
+def error_body(code: str, message: str, rid: str, field: str | None = None) -> dict[str, str]:
+    """The JSON error body every refusal answers with."""
+    body = {"error": code, "message": message, "requestId": rid}
+    if field is not None:
+        body["field"] = field
+    return body
+
+
 def error_response(request: web.Request, error: ApiError) -> web.Response:
     """Render an ApiError as the error body, with the request id."""
-    body: dict[str, str] = {
-        "error": error.code,
-        "message": error.message,
-        "requestId": request_id(request),
-    }
-    if error.field is not None:
-        body["field"] = error.field
+    body = error_body(error.code, error.message, request_id(request), error.field)
     return web.json_response(body, status=error.status, headers=error.headers)
 
 
@@ -72,6 +74,11 @@ _HTTP_CODES = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+
+
+def code_for(status: int) -> str:
+    """The error code of a refusal made below the gateway's own handlers."""
+    return "INTERNAL_ERROR" if status >= 500 else _HTTP_CODES.get(status, "ERROR")
 
 
 @web.middleware
@@ -88,7 +95,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "ERROR")
+        code = code_for(exc.status)
         refusal = ApiError(exc.status, code, exc.reason or code)
         if exc.status == 405:
             refusal.headers["Allow"] = exc.headers.get("Allow", "")

@@ -47,6 +47,7 @@ DESIGN_DEFAULTS = Settings(
         trusted_proxies=netaddr.IPSet(),
         max_body_bytes=1_048_576,
         workers=1,
+        read_timeout_s=30.0,
     ),
     admin=AdminSettings(listen=Listen("127.0.0.1", 8081), tokens=()),
     store=StoreSettings(url="sqlite://./share-gateway-data/gateway.db", secret_key=None),
@@ -135,6 +136,7 @@ server:
   trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.168.1.1]
   max_body_bytes: 2048
   workers: 4
+  read_timeout_s: 12.5
 admin:
   listen: 0.0.0.0:9081
   tokens:
@@ -172,6 +174,7 @@ metrics:
             trusted_proxies=netaddr.IPSet(["10.0.0.0/8", "2001:db8::/32", "192.168.1.1/32"]),
             max_body_bytes=2048,
             workers=4,
+            read_timeout_s=12.5,
         ),
         admin=AdminSettings(
             listen=Listen("0.0.0.0", 9081),
@@ -466,6 +469,11 @@ BAD_FILES = [
     ("server:\n  workers: 2.5\n", "server.workers", "2.5"),
     ("server:\n  workers: .inf\n", "server.workers", "inf"),
     ("server:\n  workers: [2]\n", "server.workers", "[2]"),
+    ("server:\n  read_timeout_s: 0\n", "server.read_timeout_s", "0"),
+    ("server:\n  read_timeout_s: -1\n", "server.read_timeout_s", "-1"),
+    ("server:\n  read_timeout_s: 30s\n", "server.read_timeout_s", "'30s'"),
+    ("server:\n  read_timeout_s: .inf\n", "server.read_timeout_s", "inf"),
+    ("server:\n  read_timeout_s: false\n", "server.read_timeout_s", "False"),
     ("upstream:\n  timeout_s: 0\n", "upstream.timeout_s", "0"),
     ("upstream:\n  timeout_s: -5\n", "upstream.timeout_s", "-5"),
     ("upstream:\n  timeout_s: abc\n", "upstream.timeout_s", "'abc'"),
