@@ -7,7 +7,7 @@ from typing import Any
 from gateway import shares
 from gateway.keys import rules
 from gateway.keys.model import OPERATIONS
-from gateway.keys.rules import DESCRIPTION_MAX, GRACE_MAX_S, NAME_MAX
+from gateway.keys.rules import ALLOWED_IPS_MAX, DESCRIPTION_MAX, GRACE_MAX_S, NAME_MAX
 
 _JSON = "application/json"
 
@@ -60,6 +60,7 @@ _SHARE_FIELDS: dict[str, Any] = {
     "expiration": {
         "type": "integer",
         "minimum": 0,
+        "maximum": shares.INTEGER_MAX,
         "nullable": True,
         "description": "epoch milliseconds",
     },
@@ -77,15 +78,26 @@ _SHARE_FIELDS: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["email"],
-                    "properties": {"email": {"type": "string", "maxLength": shares.EMAIL_MAX}},
+                    "properties": {
+                        "email": {"type": "string", "maxLength": shares.EMAIL_MAX, "pattern": "@"}
+                    },
                 },
             },
         },
     },
 }
 
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+IP_ENTRY_FORMAT = "ip-allowlist-entry"
+"""An address, a CIDR block without host bits, or a range a-b from low to high."""
+
 _KEY_FIELDS: dict[str, Any] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+    "name": {
+        "type": "string",
+        "maxLength": NAME_MAX,
+        "description": "trimmed; no control characters",
+        "pattern": rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$",
+    },
     "permissions": {
         "type": "object",
         "additionalProperties": False,
@@ -94,7 +106,11 @@ _KEY_FIELDS: dict[str, Any] = {
     "admin": {"type": "boolean"},
     "notValidBefore": {"type": "string", "format": "date-time", "nullable": True},
     "notValidAfter": {"type": "string", "format": "date-time", "nullable": True},
-    "allowedIps": {"type": "array", "items": {"type": "string"}},
+    "allowedIps": {
+        "type": "array",
+        "maxItems": ALLOWED_IPS_MAX,
+        "items": {"type": "string", "format": IP_ENTRY_FORMAT},
+    },
     "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
     "rateLimit": {
         "type": "object",
@@ -129,7 +145,12 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["contentId"],
         "properties": {
-            "contentId": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+            "contentId": {
+                "oneOf": [
+                    {"type": "string", "maxLength": shares.STRING_MAX, "pattern": r"\S"},
+                    {"type": "integer", "minimum": 1, "maximum": shares.INTEGER_MAX},
+                ]
+            },
             **_SHARE_FIELDS,
         },
     },
@@ -166,6 +187,8 @@ _SCHEMAS: dict[str, Any] = {
     "Value": {"type": "object", "properties": {"value": {"type": "string"}}},
     "Rotate": {
         "type": "object",
+        "nullable": True,
+        "description": "No body, or null, keeps the default grace period of one day",
         "additionalProperties": False,
         "properties": {
             "gracePeriodSeconds": {"type": "integer", "minimum": 0, "maximum": GRACE_MAX_S}
@@ -217,6 +240,8 @@ def _share_paths() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
     }
     denied = (401, 403, 429, 502, 504)
+    # Whatever else the upstream answers (404 for an unknown share, 409, ...) is relayed.
+    relayed = {"default": _answer("The upstream's answer, relayed with its status and body")}
     body = (400, 401, 403, 413, 415, 429, 502, 504)
     list_params = [
         {
@@ -242,7 +267,11 @@ def _share_paths() -> dict[str, Any]:
         "operationId": "updateShare",
         "summary": "UPDATE (needs `update`)",
         "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("ShareUpdate")}}},
-        "responses": {"200": _answer("The upstream's answer", "Share"), **_errors(*body)},
+        "responses": {
+            "200": _answer("The upstream's answer", "Share"),
+            **_errors(*body),
+            **relayed,
+        },
     }
     return {
         "/webapi/share": {
@@ -250,7 +279,11 @@ def _share_paths() -> dict[str, Any]:
                 "operationId": "listShares",
                 "summary": "LIST (needs `list`; non-admin keys must pass contents or spaceKeys)",
                 "parameters": list_params,
-                "responses": {"200": _answer("The upstream's answer"), **_errors(400, *denied)},
+                "responses": {
+                    "200": _answer("The upstream's answer"),
+                    **_errors(400, *denied),
+                    **relayed,
+                },
             },
             "post": {
                 "operationId": "createShare",
@@ -259,7 +292,11 @@ def _share_paths() -> dict[str, Any]:
                     "required": True,
                     "content": {_JSON: {"schema": _ref("ShareCreate")}},
                 },
-                "responses": {"201": _answer("The upstream's answer", "Share"), **_errors(*body)},
+                "responses": {
+                    "201": _answer("The upstream's answer", "Share"),
+                    **_errors(*body),
+                    **relayed,
+                },
             },
         },
         "/webapi/share/{uuid}": {
@@ -270,6 +307,7 @@ def _share_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _answer("The upstream's answer", "Share"),
                     **_errors(400, *denied),
+                    **relayed,
                 },
             },
             "put": update,
@@ -277,7 +315,7 @@ def _share_paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "deleteShare",
                 "summary": "DELETE (needs `delete`)",
-                "responses": {"204": _answer("Deleted"), **_errors(400, *denied)},
+                "responses": {"204": _answer("Deleted"), **_errors(400, *denied), **relayed},
             },
         },
         "/healthz": {
