@@ -244,6 +244,24 @@ async def test_metrics_count_denials_by_reason(
     assert upstream.requests == []
 
 
+async def test_metrics_count_rate_limited_requests_as_denials(
+    start_gateway: StartGateway, upstream: RecordingUpstream
+) -> None:
+    """A request over the key's rate limit is a RATE_LIMITED denial, taken from its answer."""
+    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), metrics={"per_key": True})
+    key = await proxy.create_key(permissions=ALL, rateLimit={"requests": 1, "perSeconds": 3600})
+
+    statuses = [await send(proxy, "GET", f"{SHARES}/abc", key.auth) for _ in range(2)]
+    found = await scrape(proxy)
+
+    assert statuses == [200, 429]
+    assert found.table(DENIALS, "reason", "key_id") == {("RATE_LIMITED", key.id): 1}
+    assert found.table(REQUESTS, "operation", "status", "key_id") == {
+        ("GET", "200", key.id): 1,
+        ("GET", "429", key.id): 1,
+    }
+
+
 def refusal_operation(refusal: Refusal) -> str:
     if refusal.method == "GET":
         return "GET" if refusal.path.startswith(f"{SHARES}/") else "LIST"
@@ -374,11 +392,23 @@ async def test_metrics_count_usage_flushes_and_lag(
     assert stored["usageCount"] == 2
 
 
-async def test_metrics_count_keys_by_state_from_the_store(
+async def test_metrics_count_keys_by_state_in_sqlite(
     start_gateway: StartGateway, upstream: RecordingUpstream
 ) -> None:
     """Keys are counted when scraped: active, inactive (outside their window) and deleted."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    await count_keys_by_state(await start_gateway(upstream=upstream.config(timeout_s=5)))
+
+
+async def test_metrics_count_keys_by_state_in_postgresql(
+    start_gateway: StartGateway, upstream: RecordingUpstream, pg_url: str
+) -> None:
+    """A PostgreSQL store counts its keys by state the same way."""
+    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), store={"url": pg_url})
+    await count_keys_by_state(proxy)
+
+
+async def count_keys_by_state(proxy: Proxy) -> None:
+    """Make keys in each state in an empty store; a scrape before and after counts them."""
     empty = await scrape(proxy)
     for name in ("a", "b", "c"):
         await proxy.create_key(name=name)
