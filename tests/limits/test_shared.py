@@ -84,6 +84,21 @@ async def test_redis_limiter_shares_one_budget_exactly_across_limiters(
     assert first.fallbacks == second.fallbacks == 0
 
 
+async def test_redis_limiter_stays_exact_when_takes_are_cut_into_batches(
+    limiters: Callable[..., RedisLimiter],
+) -> None:
+    """1000 takes in one turn of the loop go as several script calls and admit exactly 300."""
+    limiter = await opened(limiters)
+    key_ids = [str(uuid.uuid4()) for _ in range(2)]
+
+    waits = await asyncio.gather(
+        *(limiter.take(key_ids[n % 2], RateLimit(150, 60)) for n in range(1000))
+    )
+
+    assert waits.count(None) == 300
+    assert [w for n, w in enumerate(waits) if n % 2 == 0].count(None) == 150
+
+
 async def test_redis_limiter_log_is_named_by_key_id_and_expires(
     limiters: Callable[..., RedisLimiter], redis_prefix: str
 ) -> None:
