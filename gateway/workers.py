@@ -57,7 +57,11 @@ class Supervisor:
         args = [sys.executable, "-m", "gateway", "serve"]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        env = {**os.environ, WORKER_ENV: str(number), METRICS_DIR_ENV: self.metrics_dir}
+        env = {**os.environ, WORKER_ENV: str(number)}
+        # Never one inherited from outside: it would mix this run's series with another's.
+        env.pop(METRICS_DIR_ENV, None)
+        if self.metrics_dir:
+            env[METRICS_DIR_ENV] = self.metrics_dir
         self.workers[number] = await asyncio.create_subprocess_exec(*args, env=env)
         log.info("worker %d started (pid %d)", number, self.workers[number].pid)
 
@@ -65,8 +69,9 @@ class Supervisor:
         while True:
             process = self.workers[number]
             code = await process.wait()
-            # A dead worker's counters still count; its gauges (the last usage flush) do not.
-            mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+            if self.metrics_dir:
+                # A dead worker's counters still count; its gauges (the last flush) do not.
+                mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             if self.stopping.is_set():
                 return
             log.error("worker %d exited with %d; starting it again", number, code)
@@ -87,11 +92,19 @@ class Supervisor:
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT; each worker finishes its requests and flushes."""
         # A directory of this run's own, so no series of an earlier run is ever summed in.
-        self.metrics_dir = tempfile.mkdtemp(prefix="share-gateway-metrics-")
+        try:
+            self.metrics_dir = tempfile.mkdtemp(prefix="share-gateway-metrics-")
+        except OSError as exc:
+            log.warning(
+                "no metrics directory in %s (%s): each scrape shows only the worker answering it",
+                tempfile.gettempdir(),
+                exc.strerror,
+            )
         try:
             await self._run()
         finally:
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            if self.metrics_dir:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
