@@ -151,7 +151,7 @@ class Gateway:
                 store, vault, hit_tally=metrics.cache_hits, miss_tally=metrics.cache_misses
             )
             usage = UsageCounter(store, settings.usage.flush_interval_s, metrics.flush)
-            limiter = open_limiter(settings.rate_limits)
+            limiter = open_limiter(settings.rate_limits, metrics.rate_limit_fallbacks)
             await limiter.open()
             self.state = GatewayState(
                 settings,

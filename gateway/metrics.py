@@ -157,8 +157,15 @@ class GatewayMetrics:
             "Key lookups that read the store.",
             registry=self.registry,
         )
+        fallbacks = Counter(
+            PREFIX + "rate_limit_fallbacks",
+            "Rate-limited requests checked against this process's own window because the "
+            "Redis of rate_limits.store did not answer.",
+            registry=self.registry,
+        )
         self.cache_hits: Tally = hits
         self.cache_misses: Tally = misses
+        self.rate_limit_fallbacks: Tally = fallbacks
         self.flush = FlushMetrics(self.registry)
         if multiprocess_dir is None:
             # Another worker's CPU and memory would be shown as this one's: single process only.

@@ -15,6 +15,7 @@ from gateway.config import redacted_url
 from gateway.keys.model import RateLimit
 from gateway.limits.local import LocalLimiter
 from gateway.log import LIMITS_LOG
+from gateway.metrics import NOT_COUNTED, Tally
 
 log = logging.getLogger(LIMITS_LOG)
 
@@ -90,12 +91,13 @@ class RedisLimiter:
     without it.
     """
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, fallback_tally: Tally = NOT_COUNTED) -> None:
         self.url = url
         self.where = redacted_url(url)
         self.prefix = prefix
         self.fallback = LocalLimiter()
         self.fallbacks = 0
+        self.fallback_tally = fallback_tally
         self._redis: aioredis.Redis | None = None
         self._script: AsyncScript | None = None
         self._batch: _Batch | None = None
@@ -134,6 +136,7 @@ class RedisLimiter:
     async def take(self, key_id: str, limit: RateLimit) -> float | None:
         if self._script is None or time.monotonic() < self._down_until:
             self.fallbacks += 1
+            self.fallback_tally.inc()
             return self.fallback.take_now(key_id, limit)
         loop = asyncio.get_running_loop()
         batch = self._batch
@@ -176,6 +179,7 @@ class RedisLimiter:
     def _decide_here(self, batch: _Batch) -> None:
         """Check a batch's requests against this process's own windows."""
         self.fallbacks += len(batch.asks)
+        self.fallback_tally.inc(len(batch.asks))
         for key_id, limit, answer in batch.asks:
             if not answer.done():
                 answer.set_result(self.fallback.take_now(key_id, limit))

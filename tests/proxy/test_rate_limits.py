@@ -185,12 +185,16 @@ async def test_rate_limit_with_redis_unreachable_holds_per_process(
     statuses = [(await send(proxy, key)).status for _ in range(5)]
     unlimited = [(await send(proxy, free)).status for _ in range(3)]
 
+    async with proxy.admin.get("/metrics") as response:
+        metrics = await response.text()
+
     limiter = proxy.state.limiter
     assert statuses == [200, 200, 200, 429, 429]
     assert unlimited == [200, 200, 200]
     assert isinstance(limiter, RedisLimiter)
     # Only limited keys ask the limiter; every one of their requests was decided locally.
     assert limiter.fallbacks == 5
+    assert "\nshare_gateway_rate_limit_fallbacks_total 5.0\n" in metrics
 
 
 async def test_rate_limit_in_redis_for_a_gateway(
