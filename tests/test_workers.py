@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.processes import GatewayProcess
+from tests.redisdb import REDIS_URL
 
 
 def children(pid: int) -> list[int]:
@@ -98,3 +99,37 @@ async def test_a_dead_worker_is_started_again(
 
     assert len(now) == 2 and first[0] not in now
     assert response.status == 200
+
+
+async def test_two_workers_share_one_rate_limit_in_redis(
+    gateway_process: Callable[..., GatewayProcess], redis_prefix: str
+) -> None:
+    """With a Redis store, a key's limit holds for both workers together, not for each."""
+    limits = {"store": REDIS_URL, "redis_prefix": redis_prefix}
+    process = gateway_process({"server": {"workers": 2}, "rate_limits": limits})
+    assert process.process is not None
+    wait_for_children(process.process.pid, 2)
+    async with aiohttp.ClientSession(headers=process.admin_headers) as admin:
+        created = await admin.post(
+            process.admin_url + "/admin/api/keys",
+            json={
+                "name": "w",
+                "permissions": {"list": True},
+                "rateLimit": {"requests": 10, "perSeconds": 60},
+            },
+        )
+        key = await created.json()
+
+    async def one(session: aiohttp.ClientSession) -> int:
+        async with session.get(
+            process.public_url + "/webapi/share?spaceKeys=DEV",
+            headers={"Authorization": f"Bearer {key['value']}"},
+        ) as response:
+            return response.status
+
+    # A new connection per request lets the kernel pick a worker each time.
+    connector = aiohttp.TCPConnector(force_close=True, limit=20)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        statuses = await asyncio.gather(*(one(session) for _ in range(60)))
+
+    assert (statuses.count(200), statuses.count(429)) == (10, 50)
