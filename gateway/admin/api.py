@@ -46,6 +46,9 @@ async def _body(request: web.Request) -> object:
         return json.loads(await request.read())
     except ValueError:
         raise bad_request("body", "is not valid JSON") from None
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack; without this it would be a 500.
+        raise bad_request("body", "is nested too deeply") from None
 
 
 def _changed(request: web.Request) -> None:

@@ -23,9 +23,12 @@ def admin_name(header: str | None, tokens: Sequence[AdminToken]) -> str:
 
     # SECURITY: every token is compared, in constant time, so that neither the
     # time taken nor the position of a match tells how close a guess was.
+    # Header bytes that are not UTF-8 arrive as surrogate escapes; encoding them back
+    # gives the bytes sent, which match no token, where a plain encode() would raise.
+    sent = presented.encode("utf-8", "surrogateescape")
     found: str | None = None
     for token in tokens:
-        if hmac.compare_digest(token.token.encode(), presented.encode()):
+        if hmac.compare_digest(token.token.encode(), sent):
             found = token.name
     if found is None:
         raise ApiError(

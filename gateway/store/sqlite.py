@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -58,6 +59,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._transaction = asyncio.Lock()
 
     async def open(self) -> None:
         folder = self.path.parent
@@ -108,21 +110,24 @@ class SqliteStore:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One IMMEDIATE transaction: the lock is taken up front, so it cannot deadlock."""
-        db = self.db
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"store busy: {exc}") from None
-        try:
-            yield db
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        try:
-            await db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            await db.execute("ROLLBACK")
-            raise StoreError(f"store write failed: {exc}") from None
+        # The one connection holds one transaction at a time: a second writer waits here
+        # rather than failing with "cannot start a transaction within a transaction".
+        async with self._transaction:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"store busy: {exc}") from None
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await db.execute("ROLLBACK")
+                raise StoreError(f"store write failed: {exc}") from None
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -295,6 +300,10 @@ class SqliteStore:
 
     async def export_all(self) -> StoreDump:
         # One read transaction, so that keys, history and usage are from one moment.
+        async with self._transaction:
+            return await self._export_all()
+
+    async def _export_all(self) -> StoreDump:
         await self.db.execute("BEGIN")
         try:
             keys = await self._rows(

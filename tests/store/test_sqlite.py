@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,24 @@ async def store(tmp_path: Path) -> SqliteStore:
     opened = SqliteStore(tmp_path / "gateway.db")
     await opened.open()
     return opened
+
+
+async def test_sqlite_concurrent_writes_wait_for_each_other(store: SqliteStore) -> None:
+    """Key changes and usage flushes at once all succeed: one transaction at a time."""
+    service = KeyService(store, KeyVault(SECRET_KEY))
+    key, _ = await service.create({"name": "k"}, "test")
+
+    async def create(n: int) -> None:
+        await service.create({"name": f"k{n}"}, "test")
+
+    async def flush() -> None:
+        await store.add_usage({key.id: UsageDelta(1, 0, T0, {HOUR: [1, 0]})})
+
+    await asyncio.gather(*(create(n) for n in range(20)), *(flush() for _ in range(20)))
+
+    stored = await store.get_key(key.id)
+    assert stored is not None
+    assert (len(await store.list_keys()), stored.usage_count) == (21, 20)
 
 
 async def test_open_applies_every_migration_once(tmp_path: Path) -> None:
