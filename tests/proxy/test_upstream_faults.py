@@ -12,6 +12,7 @@ from tests.upstreams import (
     RefusingUpstream,
     ScriptedUpstream,
     answer,
+    answer_bytes,
     answer_garbage,
     close_without_answer,
     never_answer,
@@ -160,6 +161,33 @@ async def test_upstream_faults_slow_answer_within_timeout(start_proxy: StartProx
         method, path, _ = CALLS["GET"]
         async with proxy.public.request(method, path, headers=key.auth) as response:
             assert (response.status, await response.read()) == (200, body)
+
+
+ANSWERED = {
+    "502 in HTML": (b"<html>bad gateway upstream</html>", "502 Bad Gateway", "text/html"),
+    "503 in text": (b"maintenance until 10:00", "503 Service Unavailable", "text/plain"),
+    "504 empty": (b"", "504 Gateway Timeout", "text/plain"),
+    "500 in JSON": (b'{"error": "boom"}', "500 Internal Server Error", "application/json"),
+    "200 not JSON": (b"\x00\xffnot json", "200 OK", "application/octet-stream"),
+}
+
+
+@pytest.mark.parametrize(("body", "status", "media_type"), ANSWERED.values(), ids=ANSWERED.keys())
+async def test_upstream_faults_answered_errors_relayed_as_they_are(
+    start_proxy: StartProxy, body: bytes, status: str, media_type: str
+) -> None:
+    """A 5xx or a body that is not JSON, answered by the upstream itself, reaches the client
+    unchanged: it is not mistaken for the gateway's own 502 or 504."""
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {media_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with ScriptedUpstream(answer_bytes(head.encode() + body)) as scripted:
+        proxy, key = await gateway_for(start_proxy, scripted.url)
+        async with proxy.public.get(f"{SHARES}/abc", headers=key.auth) as response:
+            relayed = (response.status, response.content_type, await response.read())
+
+    assert relayed == (int(status[:3]), media_type, body)
 
 
 RETRIED = {"GET": True, "LIST": True, "CREATE": False, "UPDATE": False, "DELETE": False}
