@@ -28,6 +28,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "No valid credential",
         403: "The credential may not do this",
         404: "Nothing with that id",
+        408: "The body did not arrive within server.read_timeout_s",
         413: "The body is too large",
         415: "The body is not JSON",
         429: "The key's rate limit is reached; `Retry-After` says when to try again",
@@ -242,7 +243,7 @@ def _share_paths() -> dict[str, Any]:
     denied = (401, 403, 429, 502, 504)
     # Whatever else the upstream answers (404 for an unknown share, 409, ...) is relayed.
     relayed = {"default": _answer("The upstream's answer, relayed with its status and body")}
-    body = (400, 401, 403, 413, 415, 429, 502, 504)
+    body = (400, 401, 403, 408, 413, 415, 429, 502, 504)
     list_params = [
         {
             "name": "sort",
@@ -366,12 +367,12 @@ def _admin_paths() -> dict[str, Any]:
     return {
         "/admin/api/keys": {
             "get": op("listKeys", "200", "KeyList", errors=(401,)),
-            "post": op("createKey", "201", "Key", "KeyCreate", (400, 401, 415)),
+            "post": op("createKey", "201", "Key", "KeyCreate", (400, 401, 408, 415)),
         },
         "/admin/api/keys/{id}": {
             "parameters": [key_id],
             "get": op("showKey", "200", "Key"),
-            "patch": op("updateKey", "200", "Key", "KeyUpdate", (400, 401, 404, 415)),
+            "patch": op("updateKey", "200", "Key", "KeyUpdate", (400, 401, 404, 408, 415)),
             "delete": op("deleteKey", "204", None),
         },
         "/admin/api/keys/{id}/reveal": {
@@ -380,7 +381,7 @@ def _admin_paths() -> dict[str, Any]:
         },
         "/admin/api/keys/{id}/rotate": {
             "parameters": [key_id],
-            "post": op("rotateKey", "200", "Key", "Rotate", (400, 401, 404, 415)),
+            "post": op("rotateKey", "200", "Key", "Rotate", (400, 401, 404, 408, 415)),
         },
         "/admin/api/keys/{id}/download": {"parameters": [key_id], "get": download},
         "/admin/api/keys/{id}/history": {
