@@ -79,7 +79,13 @@ class GuardedRequestHandler(RequestHandler):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._reading = None
+        reading, self._reading = self._reading, None
+        if reading is not None and not reading.is_eof():
+            # Set before aiohttp's own ConnectionResetError, so that the handler waiting
+            # for the body refuses the request instead of failing as an internal error.
+            reading.set_exception(
+                ApiError(400, "BAD_REQUEST", "the client closed the connection mid-body")
+            )
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

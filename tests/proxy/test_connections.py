@@ -284,3 +284,35 @@ async def test_connections_not_http_logs_no_request_bytes(
     logged = [r.getMessage() for r in caplog.records if r.name == "gateway.server"]
     assert len(logged) == 1 and logged[0].startswith("answered 400 to 127.0.0.1 ("), logged
     assert secret.decode() not in caplog.text
+
+
+@pytest.mark.parametrize("listener", ["public", "admin"])
+async def test_connections_client_gone_mid_body_is_no_internal_error(
+    guarded: Proxy,
+    key: NewKey,
+    upstream: RecordingUpstream,
+    caplog: pytest.LogCaptureFixture,
+    listener: str,
+) -> None:
+    """A client that closes halfway through its body is refused, not logged as a 500."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    if listener == "public":
+        url, path, auth = guarded.gateway.public_url, SHARES, f"Bearer {key.value}"
+    else:
+        url, path = guarded.gateway.admin_url, "/admin/api/keys"
+        auth = guarded.admin.headers["Authorization"]
+    async with connection(url) as (_, writer):
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: g\r\nAuthorization: {auth}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"contentId"'.encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
+
+    statuses = [getattr(r, "status", None) for r in caplog.records if r.name == "gateway.access"]
+    assert statuses == [400]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert upstream.requests == []
+    async with guarded.public.get(f"{SHARES}/abc", headers=key.auth) as response:
+        assert response.status == 200
