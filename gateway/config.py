@@ -7,12 +7,15 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import netaddr
 import yaml
+
+from gateway.proxy.address import AddressSet
 
 DEFAULT_DATA_DIR = Path("share-gateway-data")
 EMBEDDED = "embedded"
@@ -55,6 +58,11 @@ class ServerSettings:
     trusted_proxies: netaddr.IPSet = field(default_factory=netaddr.IPSet)
     max_body_bytes: int = 1_048_576
     workers: int = 1
+
+    @cached_property
+    def trusted_addresses(self) -> AddressSet:
+        """trusted_proxies in the form the request path checks."""
+        return AddressSet(self.trusted_proxies)
 
 
 @dataclass(frozen=True)

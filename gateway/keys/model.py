@@ -9,6 +9,8 @@ from typing import Any
 
 import netaddr
 
+from gateway.proxy.address import AddressSet
+
 OPERATIONS = ("get", "list", "create", "update", "delete")
 
 
@@ -60,6 +62,12 @@ class Key:
         if not self.allowed_ips:
             return None
         return ip_set(self.allowed_ips)
+
+    @cached_property
+    def allowed_addresses(self) -> AddressSet | None:
+        """The allowlist in the form the request path checks; None when any address may."""
+        found = self.ip_set
+        return None if found is None else AddressSet(found)
 
     def to_json(self) -> dict[str, Any]:
         """The key as the admin API shows it: masked, never the value."""
