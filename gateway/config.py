@@ -7,12 +7,15 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import netaddr
 import yaml
+
+from gateway.proxy.address import AddressSet
 
 DEFAULT_DATA_DIR = Path("share-gateway-data")
 EMBEDDED = "embedded"
@@ -56,6 +59,11 @@ class ServerSettings:
     max_body_bytes: int = 1_048_576
     workers: int = 1
     read_timeout_s: float = 30.0
+
+    @cached_property
+    def trusted_addresses(self) -> AddressSet:
+        """trusted_proxies in the form the request path checks."""
+        return AddressSet(self.trusted_proxies)
 
 
 @dataclass(frozen=True)

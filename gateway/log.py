@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 ACCESS_LOG = "gateway.access"
@@ -33,10 +34,23 @@ _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message and any extra fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Access lines come thousands a second: the date and time to the second are
+        # formatted once a second, not once a line.
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -46,7 +60,12 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except orjson.JSONEncodeError:
+            # A path or header that was not UTF-8 arrives with surrogate escapes, which
+            # orjson refuses; the standard encoder writes them as \u escapes instead.
+            return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -73,6 +92,12 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # Nothing the formats write needs the caller's file and line, thread or process
+    # names; the logging HOWTO's own advice for hot paths is to stop collecting them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # aiohttp's own access log would repeat ours without the key fields.
     logging.getLogger("aiohttp.access").disabled = True
 

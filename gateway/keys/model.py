@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import netaddr
+
+from gateway.proxy.address import AddressSet
 
 OPERATIONS = ("get", "list", "create", "update", "delete")
 
@@ -76,6 +78,11 @@ class Key:
         if not self.allowed_ips:
             return None
         return ip_set(self.allowed_ips)
+
+    @cached_property
+    def allowed_addresses(self) -> AddressSet | None:
+        """The allowlist in the form the request path checks; None when any address may."""
+        return address_set(tuple(self.allowed_ips)) if self.allowed_ips else None
 
     def to_json(self) -> dict[str, Any]:
         """The key as the admin API shows it: masked, never the value."""
@@ -151,6 +158,12 @@ def iso(moment: datetime | None) -> str | None:
         return None
     text = moment.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=1024)
+def address_set(entries: tuple[str, ...]) -> AddressSet:
+    """One shared AddressSet for each distinct allowlist: with many keys, most share a few."""
+    return AddressSet(ip_set(entries))
 
 
 def ip_set(entries: tuple[str, ...] | list[str]) -> netaddr.IPSet:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
+import re
 import secrets
 import string
 import zlib
@@ -22,6 +22,7 @@ _BODY_LENGTH = 32  # 32 base62 characters hold 190 random bits.
 _CHECK_LENGTH = 6  # base62 of a CRC-32 fits in 6 characters.
 VALUE_LENGTH = len(PREFIX) + _BODY_LENGTH + _CHECK_LENGTH
 _NONCE_LENGTH = 12
+_SHAPE = re.compile(f"{PREFIX}[0-9A-Za-z]{{{_BODY_LENGTH + _CHECK_LENGTH}}}")
 
 
 def _base62(number: int, width: int) -> str:
@@ -47,9 +48,7 @@ def well_formed(value: str) -> bool:
 
     This is what lets a mistyped or made-up key be refused without a store lookup.
     """
-    if len(value) != VALUE_LENGTH or not value.startswith(PREFIX):
-        return False
-    if any(c not in _ALPHABET for c in value):
+    if _SHAPE.fullmatch(value) is None:
         return False
     body, check = value[:-_CHECK_LENGTH], value[-_CHECK_LENGTH:]
     return hmac.compare_digest(_checksum(body), check)
@@ -79,7 +78,7 @@ class KeyVault:
 
     def lookup_hash(self, value: str) -> str:
         """The hex digest under which a key is found."""
-        return hmac.new(self._lookup_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._lookup_key, value.encode("utf-8"), "sha256").hex()
 
     def seal(self, value: str, key_id: str) -> bytes:
         """Encrypt a value for storage (AES-GCM, random nonce)."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-import netaddr
-
 from gateway.errors import ApiError
 from gateway.keys.cache import KeyCache
 from gateway.keys.model import Key
 from gateway.keys.values import well_formed
 from gateway.limits import RateLimiter, retry_after
+from gateway.proxy.address import IpAddress
 
 
 def unauthorized(message: str) -> ApiError:
@@ -55,8 +54,8 @@ def check_window(key: Key, now: datetime) -> None:
         raise ApiError(401, "KEY_EXPIRED", "the key has expired")
 
 
-def check_address(key: Key, address: netaddr.IPAddress | None) -> None:
-    allowed = key.ip_set
+def check_address(key: Key, address: IpAddress | None) -> None:
+    allowed = key.allowed_addresses
     if allowed is None:
         return
     if address is None or address not in allowed:

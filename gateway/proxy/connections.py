@@ -12,6 +12,7 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -85,15 +86,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._answer = None
 
     def close(self) -> None:
-        """Close now; an exchange in progress fails."""
+        """Close now; an exchange in progress fails, and the connection's place is free."""
         if self.transport is not None and not self.closed:
             self.transport.abort()
+        self.pool.forget(self)
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio's classes; they behave the same.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():

@@ -96,7 +96,7 @@ def _forwarded_for(request: web.Request, state: GatewayState) -> str:
     peer = request.remote or ""
     address = parse_ip(peer)
     chain = ""
-    if address is not None and address in state.settings.server.trusted_proxies:
+    if address is not None and address in state.settings.server.trusted_addresses:
         chain = ", ".join(request.headers.getall("X-Forwarded-For", []))
     return f"{chain}, {peer}" if chain else peer
 
@@ -127,7 +127,7 @@ async def _checked(
     server = state.settings.server
     check_window(key, now)
     address = client_address(
-        request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_proxies
+        request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_addresses
     )
     request[ACCESS_CLIENT] = str(address)
     check_address(key, address)

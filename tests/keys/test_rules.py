@@ -19,7 +19,7 @@ from gateway.keys.rules import (
     parse_permission_list,
     parse_rate_limit_text,
 )
-from gateway.proxy.address import parse_ip
+from gateway.proxy.address import AddressSet, parse_ip
 
 CURRENT = KeyFields(
     name="ci",
@@ -578,7 +578,7 @@ def test_key_allowed_ips_membership(
     entries: list[str], inside: list[str], outside: list[str]
 ) -> None:
     """The stored entries, as one IP set, hold the clients they name and no others."""
-    allowed = ip_set(create(allowedIps=entries).allowed_ips)
+    allowed = AddressSet(ip_set(create(allowedIps=entries).allowed_ips))
 
     def member(text: str) -> bool:
         # Clients reach the allowlist the way the proxy parses them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from gateway.proxy.address import client_address, parse_ip
+from gateway.proxy.address import AddressSet, client_address, parse_ip
 
 NONE: list[str] = []
 LOOPBACK = ["127.0.0.1/32"]
@@ -13,8 +13,8 @@ PROXIES = ["10.0.0.0/8", "127.0.0.1/32"]
 V6_PROXIES = ["::1/128", "2001:db8:ffff::/48"]
 
 
-def trusted(cidrs: list[str]) -> netaddr.IPSet:
-    return netaddr.IPSet(cidrs)
+def trusted(cidrs: list[str]) -> AddressSet:
+    return AddressSet(netaddr.IPSet(cidrs))
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_client_address_table(
     peer: str, forwarded_for: list[str], cidrs: list[str], expected: str
 ) -> None:
     """The client is the peer, or behind trusted peers the right-most untrusted entry."""
-    assert client_address(peer, forwarded_for, trusted(cidrs)) == netaddr.IPAddress(expected)
+    assert str(client_address(peer, forwarded_for, trusted(cidrs))) == expected
 
 
 @pytest.mark.parametrize("peer", [None, "", "garbage", "[::1"])
