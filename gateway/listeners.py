@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +26,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.errors import ApiError, code_for, error_body
+from gateway.errors import ApiError, code_for, error_body, new_request_id
 from gateway.log import SERVER_LOG
 
 log = logging.getLogger(SERVER_LOG)
@@ -151,7 +150,7 @@ class GuardedRequestHandler(RequestHandler):
             # Part of an answer is out already: the connection can only be dropped.
             raise ConnectionError("an answer was already started")
 
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         if status == 400:
             text = "the request is not valid HTTP/1.1"
             if isinstance(exc, LineTooLong):

@@ -60,6 +60,11 @@ class UsageCounter:
         assert delta.hours is not None
         delta.hours.setdefault(_hour(at), [0, 0])[1] += 1
 
+    @property
+    def flushing(self) -> bool:
+        """True while a batch is being written."""
+        return self._lock.locked()
+
     def pending(self, key_id: str) -> UsageDelta | None:
         """Counts not yet written, so that this process can show exact figures."""
         return self._pending.get(key_id)
@@ -115,7 +120,10 @@ class UsageCounter:
     async def stop(self) -> None:
         """Stop the timer and write the last counts (retrying a few times if the store is busy)."""
         if self._task is not None:
-            self._task.cancel()
+            # A flush cancelled mid-write would leave its batch neither surely written nor
+            # kept for the next try: wait for one in progress, then stop the timer.
+            async with self._lock:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -143,3 +143,35 @@ async def test_sigkill_loses_no_acknowledged_key_change(
 
     assert [k["name"] for k in listed["keys"]] == [f"k{n}" for n in range(10)]
     assert listed["keys"][0]["description"] == "last"
+
+
+async def test_usage_stop_during_a_flush_waits_for_it(
+    gateway: Gateway, admin: aiohttp.ClientSession, public: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Shutting down while a flush waits on a lock lets it finish: no count is lost or doubled."""
+    created = await (
+        await admin.post("/admin/api/keys", json={"name": "k", "permissions": {"create": True}})
+    ).json()
+    auth = {"Authorization": f"Bearer {created['value']}"}
+    assert gateway.state is not None
+    usage = gateway.state.usage
+    await usage.flush()
+
+    with locked(tmp_path / "gateway.db"):
+        for _ in range(7):
+            response = await public.post("/webapi/share", json={"contentId": "1"}, headers=auth)
+            assert response.status == 201
+        # The timer's own flush starts and waits for the lock (the store waits up to 5 s).
+        usage.interval_s = 0.05
+        for _ in range(50):
+            if usage.flushing:
+                break
+            await asyncio.sleep(0.01)
+        assert usage.flushing
+        stopping = asyncio.create_task(usage.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()
+    await asyncio.wait_for(stopping, 10)
+    stored = await gateway.state.store.get_key(created["id"])
+
+    assert stored is not None and stored.usage_count == 7
