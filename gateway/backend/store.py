@@ -21,6 +21,7 @@ from gateway.shares import (
     apply_update_defaults,
     snake_case,
 )
+from gateway.store.sqlite import use_wal
 
 # Each column is its field's snake_case name, which is also how LIST names it to sort.
 _COLUMNS = {name: snake_case(name) for name in SHARE_FIELDS}
@@ -105,8 +106,9 @@ class ShareStore:
         # so coroutines sharing the connection never see each other's transactions.
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        # Workers started together each open this file with their own embedded backend.
+        await use_wal(self._db)
         await self._db.executescript(_SCHEMA)
 
     async def close(self) -> None:

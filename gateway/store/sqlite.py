@@ -53,6 +53,23 @@ def _moment(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+async def use_wal(db: aiosqlite.Connection) -> None:
+    """Switch a connection's file to WAL, waiting for other processes opening it too.
+
+    SQLite answers a journal mode change that meets another connection's lock with
+    "database is locked" at once, without its busy timeout: workers starting
+    together on one file would fail. Trying again for a few seconds is enough.
+    """
+    for attempt in range(100):
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            await asyncio.sleep(0.05)
+
+
 class SqliteStore:
     """Store on one SQLite file; safe to share with other processes (the CLI, workers)."""
 
@@ -74,7 +91,7 @@ class SqliteStore:
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._db.execute("PRAGMA journal_mode = WAL")
+            await use_wal(self._db)
             # FULL: a key change acknowledged to the admin is on disk, even on power loss.
             await self._db.execute("PRAGMA synchronous = FULL")
             await self._migrate()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,3 +186,44 @@ async def test_open_upgrades_a_store_made_before_rate_limits(tmp_path: Path) -> 
     assert found is not None and (found.id, found.admin, found.rate_limit) == (key.id, True, None)
     assert limited is not None and limited.rate_limit == RateLimit(100, 60)
     assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+OPEN_BOTH = """
+import asyncio, sys
+from pathlib import Path
+from gateway.backend.store import ShareStore
+from gateway.store.sqlite import SqliteStore
+
+async def main() -> None:
+    folder = Path(sys.argv[1])
+    for store in (SqliteStore(folder / "gateway.db"), ShareStore(folder / "shares.db")):
+        await store.open()
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_sqlite_stores_open_while_another_process_writes(tmp_path: Path) -> None:
+    """A worker opening the files while another is still creating them waits, then opens them.
+
+    SQLite refuses the switch to WAL at once, without its busy timeout, while another
+    connection writes in the old journal mode, as a worker that started first does.
+    """
+    writers = []
+    for name in ("gateway.db", "shares.db"):
+        writer = sqlite3.connect(tmp_path / name, isolation_level=None, timeout=0)
+        writer.execute("CREATE TABLE first_worker (x)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO first_worker VALUES (1)")
+        writers.append(writer)
+    opener = subprocess.Popen(
+        [sys.executable, "-c", OPEN_BOTH, str(tmp_path)], stderr=subprocess.PIPE
+    )
+    time.sleep(0.5)
+    for writer in writers:
+        writer.execute("COMMIT")
+        writer.close()
+    _, errors = opener.communicate(timeout=60)
+
+    assert (opener.returncode, errors.decode()[-300:]) == (0, "")
