@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 from collections.abc import Callable
@@ -115,6 +116,10 @@ def admin_app(state: GatewayState) -> web.Application:
     return app
 
 
+class ListenError(Exception):
+    """A listener could not be opened: the address is taken, not local, or not allowed."""
+
+
 class Gateway:
     """One gateway process: store, cache, usage, upstream, both listeners."""
 
@@ -165,8 +170,9 @@ class Gateway:
             )
             cache.start()
             usage.start()
-            self.public_url = await self._serve(public_app(self.state), settings.server.listen)
-            self.admin_url = await self._serve(admin_app(self.state), settings.admin.listen)
+            public, admin = public_app(self.state), admin_app(self.state)
+            self.public_url = await self._serve(public, settings.server.listen, "server.listen")
+            self.admin_url = await self._serve(admin, settings.admin.listen, "admin.listen")
         except BaseException:
             await self.stop()
             await store.close()
@@ -191,7 +197,7 @@ class Gateway:
         log.info("embedded reference backend on %s (%s)", base_url, db_path)
         return base_url, api_key
 
-    async def _serve(self, app: web.Application, listen: Listen) -> str:
+    async def _serve(self, app: web.Application, listen: Listen, setting: str) -> str:
         runner = GuardedAppRunner(
             app,
             read_timeout_s=self.settings.server.read_timeout_s,
@@ -203,7 +209,11 @@ class Gateway:
         site = web.TCPSite(
             runner, listen.host, listen.port, backlog=1024, reuse_port=self.reuse_port or None
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ListenError(f"{setting}: cannot listen on {listen}: {reason}") from None
         host, port = runner.addresses[0][:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 

@@ -398,7 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings, path: Path | None) -> int:
-    from gateway.app import serve
+    from gateway.app import ListenError, serve
 
-    await serve(settings, path)
+    try:
+        await serve(settings, path)
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK

@@ -81,6 +81,32 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 15.0) -> GatewayProcess:
+        """Start and wait for both listeners; new ports if another process took one first.
+
+        free_port's port is free when asked, but with many tests running, an outgoing
+        connection can take it before the gateway binds it.
+        """
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as exc:
+                taken = "address already in use" in self.logs().lower()
+                if not taken or attempt == 2:
+                    raise RuntimeError(f"{exc}; its log ends:\n{self.logs()[-2000:]}") from None
+                self._new_ports()
+        raise AssertionError("unreachable")
+
+    def _new_ports(self) -> None:
+        old_public, old_admin = self.public_port, self.admin_port
+        self.public_port, self.admin_port = free_port(), free_port()
+        server, admin = self.config["server"], self.config["admin"]
+        if server.get("listen") == f"127.0.0.1:{old_public}":
+            server["listen"] = f"127.0.0.1:{self.public_port}"
+        if admin.get("listen") == f"127.0.0.1:{old_admin}":
+            admin["listen"] = f"127.0.0.1:{self.admin_port}"
+        self.log_path.write_bytes(b"")
+
+    def _start(self, timeout: float) -> GatewayProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
         log = self.log_path.open("ab")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -314,3 +315,30 @@ def test_keys_run_without_the_services_other_secrets(tmp_path: Path) -> None:
     assert (listed.returncode, json.loads(listed.stdout)) == (0, {"keys": []})
     assert checked.returncode == 2
     assert "UNSET_ADMIN_TOKEN" in checked.stderr
+
+
+@pytest.mark.parametrize("setting", ["server", "admin"])
+def test_serve_on_a_taken_port_names_the_setting(tmp_path: Path, setting: str) -> None:
+    """A listen address already in use stops start-up with exit 2 and no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listens = {"server": "127.0.0.1:0", "admin": "127.0.0.1:0"}
+        listens[setting] = f"127.0.0.1:{port}"
+        path = tmp_path / "gateway.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"listen": listens["server"]},
+                    "admin": {"listen": listens["admin"]},
+                    "store": {"url": f"sqlite:///{tmp_path}/data/gateway.db"},
+                }
+            ),
+            encoding="utf-8",
+        )
+        result = run(tmp_path, "serve", "--config", str(path))
+
+    assert result.returncode == 2
+    assert f"error: {setting}.listen: cannot listen on 127.0.0.1:{port}: " in result.stderr
+    assert "Traceback" not in result.stderr
