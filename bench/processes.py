@@ -71,6 +71,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pid: int, timeout_s: float = 60.0) -> float:
+    """Wait until a process uses under 5% of a CPU over half a second; the seconds waited.
+
+    A gateway that has just seen many keys writes their usage in the next flush; a
+    run measured meanwhile on the same CPU would be charged for it.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.025:
+            break
+    return time.monotonic() - started
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of one process (VmRSS), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

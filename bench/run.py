@@ -29,7 +29,7 @@ import machine
 from answers import check_share_answer
 from gateway_target import GatewayProcess, key_fields
 from nginx import SHARED, Nginx, start_proxy, start_upstream
-from processes import Processes
+from processes import Processes, wait_until_idle
 from report import Summary, mib, short_count, table
 from sampling import read_profile, start_py_spy
 from seed import seed_keys
@@ -289,10 +289,11 @@ def warm_every_key(bench: Bench) -> None:
         ok, failed = touch_every_key(target.url, values)
         target.gateway.sent_ok += ok
         target.gateway.served += ok + failed
+        settled = wait_until_idle(target.gateway.pid)
         bench.notes.append(
             f"asking once with each of the {len(values):,} keys took "
             f"{time.monotonic() - started:.0f} s; that gateway then held "
-            f"{mib(target.gateway.rss_kib())} (VmRSS)"
+            f"{mib(target.gateway.rss_kib())} (VmRSS), and was idle again {settled:.0f} s later"
         )
         if failed:
             bench.failures.append(f"{target.label}: {failed} non-2xx while warming the keys")

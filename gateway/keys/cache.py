@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 from gateway.keys.model import Key
@@ -17,6 +18,24 @@ log = logging.getLogger(STORE_LOG)
 # Misses are cached too (a flood of well-formed unknown keys must not reach the store
 # each time), but only this many, so that they cannot grow memory without bound.
 MAX_MISSES = 10_000
+
+
+# After this many keys are added to the cache, they are taken out of the cycle collector.
+FREEZE_AFTER = 1000
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of reach of the cycle collector's full collections.
+
+    A cache of many keys holds millions of objects; each full collection walks them
+    all, stopping the event loop for hundreds of milliseconds (measured: 300-450 ms
+    with 100,000 keys cached). Cached keys hold no reference cycles, so reference
+    counting still frees them when the cache drops them; freezing only spares the
+    walks. The young generations are collected first, so that cyclic garbage of the
+    moment is not frozen with them.
+    """
+    gc.collect(1)
+    gc.freeze()
 
 
 class KeyCache:
@@ -38,6 +57,8 @@ class KeyCache:
         self.miss_tally = miss_tally
         self._keys: dict[str, Key | None] = {}
         self._misses = 0
+        # Keys cached since the objects of the process were last frozen.
+        self._unfrozen = 0
         self._generation = 0
         self._version: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,6 +87,8 @@ class KeyCache:
                 if self._misses > MAX_MISSES:
                     self._drop_misses()
             self._keys[lookup_hash] = key
+            if key is not None:
+                self._unfrozen += 1
         return key
 
     def _drop_misses(self) -> None:
@@ -91,6 +114,9 @@ class KeyCache:
                     log.debug("keys changed (version %d), cache dropped", version)
                 self._version = version
                 self.invalidate()
+            if self._unfrozen >= FREEZE_AFTER:
+                self._unfrozen = 0
+                freeze_long_lived()
 
     def start(self) -> None:
         self.store.subscribe(self.invalidate)
