@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.processes import SECRET_KEY, GatewayProcess
+from tests.processes import SECRET_KEY, GatewayProcess, wait_for_port
 
 
 def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -342,3 +344,29 @@ def test_serve_on_a_taken_port_names_the_setting(tmp_path: Path, setting: str) -
     assert result.returncode == 2
     assert f"error: {setting}.listen: cannot listen on 127.0.0.1:{port}: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_backend_alone_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`share-gateway backend` answers with its own key and exits 0 on SIGTERM."""
+    port = GatewayProcess(tmp_path).public_port
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "backend", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, process, 15)
+        key = (tmp_path / "share-gateway-data" / "backend-key").read_text().strip()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request(
+            "GET", "/webapi/share?limit=1", headers={"Authorization": f"Bearer {key}"}
+        )
+        listed = json.loads(connection.getresponse().read())
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+
+    assert listed == []
+    assert process.returncode == 0, errors.decode()[-500:]
+    assert b"Traceback" not in errors

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.auth import admin_name
-from gateway.errors import ApiError, Handler, bad_request
+from gateway.errors import ApiError, Handler
 from gateway.keys.model import Key, iso
 from gateway.state import STATE, GatewayState
+from gateway.strict_json import parse_body
 
 API = "/admin/api"
 ACTOR = web.RequestKey("admin_actor", str)
@@ -42,13 +42,7 @@ def _key_json(state: GatewayState, key: Key) -> dict[str, Any]:
 async def _body(request: web.Request) -> object:
     if request.content_type != "application/json":
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json")
-    try:
-        return json.loads(await request.read())
-    except ValueError:
-        raise bad_request("body", "is not valid JSON") from None
-    except RecursionError:
-        # Deep nesting exhausts the parser's stack; without this it would be a 500.
-        raise bad_request("body", "is nested too deeply") from None
+    return parse_body(await request.read())
 
 
 def _changed(request: web.Request) -> None:

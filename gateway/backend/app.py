@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,11 +161,15 @@ async def start_backend(
 
 
 async def run_backend(db_path: Path, api_key: str, host: str, port: int) -> None:
-    """Serve the backend until cancelled, then close it."""
+    """Serve the backend until SIGTERM or SIGINT (or cancellation), then close it."""
     runner, url = await start_backend(db_path, api_key, host, port)
     logger.info("reference share backend serving on %s, shares in %s", url, db_path)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
     finally:
         await runner.cleanup()
         logger.info("reference share backend stopped")

@@ -43,6 +43,7 @@ _READ_ONLY = {
     "usageCount",
     "deniedCount",
     "lastUsedAt",
+    "previousValidUntil",
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from gateway.proxy.checks import (
 )
 from gateway.proxy.upstream import UpstreamAnswer, UpstreamError
 from gateway.state import STATE, GatewayState
+from gateway.strict_json import parse_body
 
 SHARES = "/webapi/share"
 
@@ -63,32 +63,7 @@ async def _read_json(request: web.Request, max_bytes: int) -> tuple[bytes, objec
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
-    try:
-        return raw, json.loads(raw, object_pairs_hook=_once_each, parse_constant=_not_json)
-    except ValueError:
-        raise ApiError(400, "BAD_REQUEST", "body: is not valid JSON", field="body") from None
-    except RecursionError:
-        # Deep nesting exhausts the parser's stack; without this it would be a 500.
-        raise ApiError(400, "BAD_REQUEST", "body: is nested too deeply", field="body") from None
-
-
-def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """A JSON object, refused if it names a field twice.
-
-    SECURITY: the body is forwarded as sent. Python keeps the last of two equal names,
-    other parsers keep the first, so the upstream could act on a value nobody checked.
-    """
-    fields: dict[str, object] = {}
-    for name, value in pairs:
-        if name in fields:
-            raise ApiError(400, "BAD_REQUEST", f"body: {name!r} appears twice", field="body")
-        fields[name] = value
-    return fields
-
-
-def _not_json(constant: str) -> object:
-    # NaN and Infinity are Python's extension; strict parsers upstream refuse them.
-    raise ValueError(f"{constant} is not JSON")
+    return raw, parse_body(raw)
 
 
 def _forwarded_for(request: web.Request, state: GatewayState) -> str:

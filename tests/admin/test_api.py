@@ -304,6 +304,9 @@ async def test_bad_field_answers_400_naming_it(
     assert all(b["message"].startswith(f"{field}: ") for b in bodies)
 
 
+JSON = "application/json"
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "code"),
     [
@@ -311,6 +314,20 @@ async def test_bad_field_answers_400_naming_it(
         (b"[1, 2]", "application/json", 400, "BAD_REQUEST"),
         (b"\xff\xfe", "application/json", 400, "BAD_REQUEST"),
         (b'{"name": "x"}', "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+        # Two values for one name: which one counts would depend on the parser.
+        (b'{"name": "x", "name": "y"}', "application/json", 400, "BAD_REQUEST"),
+        (
+            b'{"name": "x", "permissions": {"get": true, "get": false}}',
+            "application/json",
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            b'{"name": "x", "rateLimit": {"requests": NaN, "perSeconds": 1}}',
+            "application/json",
+            400,
+            "BAD_REQUEST",
+        ),
     ],
 )
 async def test_bad_body_answers_a_json_error(

@@ -612,6 +612,7 @@ def test_key_allowed_ips_set_size() -> None:
         "usageCount",
         "deniedCount",
         "lastUsedAt",
+        "previousValidUntil",
     ],
 )
 def test_key_read_only_field_refused(field: str) -> None:

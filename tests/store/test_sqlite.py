@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,10 +30,11 @@ LIMIT = {"requests": 100, "perSeconds": 60}
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     opened = SqliteStore(tmp_path / "gateway.db")
     await opened.open()
-    return opened
+    yield opened
+    await opened.close()
 
 
 async def test_sqlite_concurrent_writes_wait_for_each_other(store: SqliteStore) -> None:
