@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import Listen, Settings, load_settings, parse_settings
 from tests.processes import ADMIN_TOKEN, SECRET_KEY, GatewayProcess
+from tests.proxy.wire import Proxy, StartProxy
 from tests.redisdb import RedisServer, delete_under, unique_prefix
+from tests.upstreams import RecordingUpstream
 
 
 def test_settings(folder: Path, **sections: dict[str, Any]) -> Settings:
@@ -108,6 +111,41 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def upstream() -> Iterator[RecordingUpstream]:
+    """A recording upstream that answers 200 {"ok": true} until told otherwise."""
+    with RecordingUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
+    """Start in-process gateways with the given config sections; all stop at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+        count = 0
+
+        async def start(**sections: dict[str, Any]) -> Proxy:
+            nonlocal count
+            count += 1
+            folder = tmp_path / f"gateway-{count}"
+            folder.mkdir()
+            gateway = Gateway(test_settings(folder, **sections))
+            await gateway.start()
+            stack.push_async_callback(gateway.stop)
+            public = await stack.enter_async_context(
+                aiohttp.ClientSession(base_url=gateway.public_url)
+            )
+            admin = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    base_url=gateway.admin_url,
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                )
+            )
+            return Proxy(public, admin, gateway)
+
+        yield start
 
 
 __all__ = ["Listen", "load_settings", "replace", "test_settings"]

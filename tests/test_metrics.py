@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +17,12 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import Gateway
 from gateway.metrics import CONTENT_TYPE
 from gateway.workers import METRICS_DIR_ENV
 from tests.conftest import test_settings as settings_in
 from tests.faults.test_store_faults import locked, short_busy_timeout
 from tests.processes import ADMIN_TOKEN, SECRET_KEY, GatewayProcess
-from tests.proxy.wire import ALL, SHARES, Proxy, bearer, error_of
+from tests.proxy.wire import ALL, SHARES, Proxy, StartProxy, bearer, error_of
 from tests.test_workers import children, wait_for_children
 from tests.upstreams import (
     UPSTREAM_KEY,
@@ -90,41 +88,6 @@ async def scrape_until(
         await asyncio.sleep(0.05)
 
 
-StartGateway = Callable[..., Awaitable[Proxy]]
-
-
-@pytest.fixture
-async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
-    """Start in-process gateways with the given config sections; all stop at the end."""
-    async with contextlib.AsyncExitStack() as stack:
-        count = 0
-
-        async def start(**sections: dict[str, Any]) -> Proxy:
-            nonlocal count
-            count += 1
-            folder = tmp_path / f"gateway-{count}"
-            folder.mkdir()
-            gateway = Gateway(settings_in(folder, **sections))
-            await gateway.start()
-            stack.push_async_callback(gateway.stop)
-            public = await stack.enter_async_context(
-                aiohttp.ClientSession(base_url=gateway.public_url)
-            )
-            admin = await stack.enter_async_context(
-                aiohttp.ClientSession(base_url=gateway.admin_url, headers=bearer(ADMIN_TOKEN))
-            )
-            return Proxy(public, admin, gateway)
-
-        yield start
-
-
-@pytest.fixture
-def upstream() -> Iterator[RecordingUpstream]:
-    """A recording upstream that answers 200 {"ok": true} until told otherwise."""
-    with RecordingUpstream() as server:
-        yield server
-
-
 async def send(
     proxy: Proxy,
     method: str,
@@ -141,10 +104,10 @@ async def send(
 
 
 async def test_metrics_count_requests_by_operation_and_status(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """Each answer is counted once under its operation (none off the share routes) and status."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     key = await proxy.create_key(permissions=ALL)
     auth = key.auth
     body = {"contentId": "1"}
@@ -216,16 +179,14 @@ REFUSALS = {
 
 @pytest.mark.parametrize(("reason", "case"), REFUSALS.items(), ids=list(REFUSALS))
 async def test_metrics_count_denials_by_reason(
-    start_gateway: StartGateway,
+    start_proxy: StartProxy,
     upstream: RecordingUpstream,
     reason: str,
     case: tuple[int, Refusal],
 ) -> None:
     """A refusal is counted once, under the error code the client got, and nothing else is."""
     status, refusal = case
-    proxy = await start_gateway(
-        upstream=upstream.config(timeout_s=5), server={"max_body_bytes": 200}
-    )
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5), server={"max_body_bytes": 200})
     headers: dict[str, str] = {}
     if refusal.key is not None:
         fields = {"permissions": ALL, **refusal.key}
@@ -245,10 +206,10 @@ async def test_metrics_count_denials_by_reason(
 
 
 async def test_metrics_count_rate_limited_requests_as_denials(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """A request over the key's rate limit is a RATE_LIMITED denial, taken from its answer."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), metrics={"per_key": True})
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5), metrics={"per_key": True})
     key = await proxy.create_key(permissions=ALL, rateLimit={"requests": 1, "perSeconds": 3600})
 
     statuses = [await send(proxy, "GET", f"{SHARES}/abc", key.auth) for _ in range(2)]
@@ -272,10 +233,10 @@ def refusal_operation(refusal: Refusal) -> str:
 
 
 async def test_metrics_observe_upstream_latency_by_operation(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """Every call upstream is one observation under its operation; refusals are none."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     key = await proxy.create_key(permissions=ALL)
 
     for _ in range(3):
@@ -309,7 +270,7 @@ async def test_metrics_observe_upstream_latency_by_operation(
     ],
 )
 async def test_metrics_count_upstream_errors_by_kind(
-    start_gateway: StartGateway,
+    start_proxy: StartProxy,
     make: Callable[[], Upstream],
     settings: dict[str, Any],
     status: int,
@@ -317,7 +278,7 @@ async def test_metrics_count_upstream_errors_by_kind(
 ) -> None:
     """An upstream that refuses or hangs is one error of its kind per request, retries or not."""
     with make() as bad:
-        proxy = await start_gateway(upstream=bad.config(**settings))
+        proxy = await start_proxy(upstream=bad.config(**settings))
         key = await proxy.create_key(permissions=ALL)
         statuses = [await send(proxy, "GET", f"{SHARES}/abc", key.auth) for _ in range(2)]
         found = await scrape(proxy)
@@ -334,10 +295,10 @@ async def test_metrics_count_upstream_errors_by_kind(
 
 
 async def test_metrics_count_key_cache_hits_and_misses(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """Every key lookup is a hit or a miss, a known or unknown key read once then remembered."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     key = await proxy.create_key(permissions=ALL)
     before = await scrape(proxy)
     unknown = bearer(key.value[:3] + "x" * 32 + key.value[35:])
@@ -363,10 +324,10 @@ async def test_metrics_count_key_cache_hits_and_misses(
 
 
 async def test_metrics_count_usage_flushes_and_lag(
-    start_gateway: StartGateway, upstream: RecordingUpstream, tmp_path: Path
+    start_proxy: StartProxy, upstream: RecordingUpstream, tmp_path: Path
 ) -> None:
     """Flushes are timed, failed ones counted, and the lag grows while the store refuses them."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     key = await proxy.create_key(permissions=ALL)
     flushes = "share_gateway_usage_flush_duration_seconds_count"
     failures = "share_gateway_usage_flush_failures_total"
@@ -393,17 +354,17 @@ async def test_metrics_count_usage_flushes_and_lag(
 
 
 async def test_metrics_count_keys_by_state_in_sqlite(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """Keys are counted when scraped: active, inactive (outside their window) and deleted."""
-    await count_keys_by_state(await start_gateway(upstream=upstream.config(timeout_s=5)))
+    await count_keys_by_state(await start_proxy(upstream=upstream.config(timeout_s=5)))
 
 
 async def test_metrics_count_keys_by_state_in_postgresql(
-    start_gateway: StartGateway, upstream: RecordingUpstream, pg_url: str
+    start_proxy: StartProxy, upstream: RecordingUpstream, pg_url: str
 ) -> None:
     """A PostgreSQL store counts its keys by state the same way."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), store={"url": pg_url})
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5), store={"url": pg_url})
     await count_keys_by_state(proxy)
 
 
@@ -431,10 +392,10 @@ async def count_keys_by_state(proxy: Proxy) -> None:
 
 
 async def test_metrics_answer_without_key_counts_when_the_store_fails(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """A store that cannot be read costs the scrape the key counts, not the other series."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     assert await send(proxy, "GET", "/healthz") == 200
     await proxy.state.store.close()
 
@@ -460,10 +421,10 @@ async def test_metrics_answer_without_key_counts_when_the_store_fails(
     ],
 )
 async def test_metrics_need_the_admin_token(
-    start_gateway: StartGateway, upstream: RecordingUpstream, authorization: str | None
+    start_proxy: StartProxy, upstream: RecordingUpstream, authorization: str | None
 ) -> None:
     """Without the admin token, /metrics is a 401 in the JSON error body and shows nothing."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     headers = {} if authorization is None else {"Authorization": authorization}
 
     async with aiohttp.ClientSession() as session:
@@ -476,10 +437,10 @@ async def test_metrics_need_the_admin_token(
 
 
 async def test_metrics_are_not_on_the_public_listener(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """Clients of the public listener cannot read the metrics, with or without a token."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
 
     status = await send(proxy, "GET", "/metrics", bearer(ADMIN_TOKEN))
 
@@ -491,10 +452,10 @@ async def test_metrics_are_not_on_the_public_listener(
 
 @pytest.mark.parametrize("per_key", [False, True])
 async def test_metrics_hold_no_secret_after_a_whole_session(
-    start_gateway: StartGateway, upstream: RecordingUpstream, per_key: bool
+    start_proxy: StartProxy, upstream: RecordingUpstream, per_key: bool
 ) -> None:
     """Create, use, reveal, download, rotate, refuse and delete: no value or token in the text."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), metrics={"per_key": per_key})
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5), metrics={"per_key": per_key})
     key = await proxy.create_key(permissions=ALL, allowedIps=["127.0.0.1"])
     values = [key.value]
     async with proxy.admin.post(f"/admin/api/keys/{key.id}/reveal") as r:
@@ -523,10 +484,10 @@ async def test_metrics_hold_no_secret_after_a_whole_session(
 
 
 async def test_metrics_per_key_off_shows_no_key_id(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """With metrics.per_key false (the default) no series carries a key_id label."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     key = await proxy.create_key(permissions={"create": True})
     assert await send(proxy, "POST", SHARES, key.auth, json={"contentId": "1"}) == 200
     assert await send(proxy, "DELETE", f"{SHARES}/abc", key.auth) == 403
@@ -543,10 +504,10 @@ async def test_metrics_per_key_off_shows_no_key_id(
 
 
 async def test_metrics_per_key_on_shows_each_keys_requests_and_denials(
-    start_gateway: StartGateway, upstream: RecordingUpstream
+    start_proxy: StartProxy, upstream: RecordingUpstream
 ) -> None:
     """With metrics.per_key true, requests and denials of known keys carry their key id."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5), metrics={"per_key": True})
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5), metrics={"per_key": True})
     one = await proxy.create_key(name="one", permissions={"create": True})
     two = await proxy.create_key(name="two", permissions=ALL)
     for _ in range(2):
@@ -573,10 +534,10 @@ async def test_metrics_per_key_on_shows_each_keys_requests_and_denials(
 
 
 async def test_metrics_per_key_needs_a_restart(
-    start_gateway: StartGateway, upstream: RecordingUpstream, tmp_path: Path
+    start_proxy: StartProxy, upstream: RecordingUpstream, tmp_path: Path
 ) -> None:
     """A reload that turns metrics.per_key on keeps it off and names it as needing a restart."""
-    proxy = await start_gateway(upstream=upstream.config(timeout_s=5))
+    proxy = await start_proxy(upstream=upstream.config(timeout_s=5))
     new = settings_in(
         tmp_path / "gateway-1", upstream=upstream.config(timeout_s=5), metrics={"per_key": True}
     )

@@ -158,29 +158,7 @@ class SqliteStore:
 
     async def insert_key(self, key: Key, event: HistoryEvent) -> None:
         async with self._write() as db:
-            await db.execute(
-                "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value, permissions,"
-                " admin, not_valid_before, not_valid_after, allowed_ips, description, created_at,"
-                " updated_at, created_by, rate_limit_requests, rate_limit_per_seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.id,
-                    key.name,
-                    key.lookup_hash,
-                    key.sealed_value,
-                    key.masked_value,
-                    json.dumps(key.permissions.to_json()),
-                    int(key.admin),
-                    _text(key.not_valid_before),
-                    _text(key.not_valid_after),
-                    json.dumps(list(key.allowed_ips)),
-                    key.description,
-                    _text(key.created_at),
-                    _text(key.updated_at),
-                    key.created_by,
-                    *_rate_limit_row(key.rate_limit),
-                ),
-            )
+            await _insert_key(db, key, deleted_at=None)
             await self._event(db, event)
             await self._bump(db)
 
@@ -352,34 +330,7 @@ class SqliteStore:
                 if await cursor.fetchone() is not None:
                     raise StoreNotEmpty(f"{self.path} already holds keys")
             for key in dump.keys:
-                await db.execute(
-                    "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value,"
-                    " permissions, admin, not_valid_before, not_valid_after, allowed_ips,"
-                    " description, created_at, updated_at, created_by, previous_lookup_hash,"
-                    " previous_valid_until, deleted_at, rate_limit_requests,"
-                    " rate_limit_per_seconds)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        key.id,
-                        key.name,
-                        key.lookup_hash,
-                        key.sealed_value,
-                        key.masked_value,
-                        json.dumps(key.permissions.to_json()),
-                        int(key.admin),
-                        _text(key.not_valid_before),
-                        _text(key.not_valid_after),
-                        json.dumps(list(key.allowed_ips)),
-                        key.description,
-                        _text(key.created_at),
-                        _text(key.updated_at),
-                        key.created_by,
-                        key.previous_lookup_hash,
-                        _text(key.previous_valid_until),
-                        _text(dump.deleted.get(key.id)),
-                        *_rate_limit_row(key.rate_limit),
-                    ),
-                )
+                await _insert_key(db, key, deleted_at=dump.deleted.get(key.id))
                 await db.execute(
                     "INSERT INTO key_usage (key_id, usage_count, denied_count, last_used_at)"
                     " VALUES (?, ?, ?, ?)",
@@ -392,6 +343,37 @@ class SqliteStore:
                 [(key_id, _text(b.start), b.allowed, b.denied) for key_id, b in dump.buckets],
             )
             await self._bump(db)
+
+
+async def _insert_key(db: aiosqlite.Connection, key: Key, deleted_at: datetime | None) -> None:
+    """One keys row, every column: a new key's rotation columns are simply empty."""
+    await db.execute(
+        "INSERT INTO keys (id, name, lookup_hash, sealed_value, masked_value, permissions,"
+        " admin, not_valid_before, not_valid_after, allowed_ips, description, created_at,"
+        " updated_at, created_by, previous_lookup_hash, previous_valid_until, deleted_at,"
+        " rate_limit_requests, rate_limit_per_seconds)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            key.id,
+            key.name,
+            key.lookup_hash,
+            key.sealed_value,
+            key.masked_value,
+            json.dumps(key.permissions.to_json()),
+            int(key.admin),
+            _text(key.not_valid_before),
+            _text(key.not_valid_after),
+            json.dumps(list(key.allowed_ips)),
+            key.description,
+            _text(key.created_at),
+            _text(key.updated_at),
+            key.created_by,
+            key.previous_lookup_hash,
+            _text(key.previous_valid_until),
+            _text(deleted_at),
+            *_rate_limit_row(key.rate_limit),
+        ),
+    )
 
 
 def _rate_limit_row(limit: RateLimit | None) -> tuple[int | None, int | None]:
