@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -84,7 +85,7 @@ async def _handle(request: web.Request, operation: Operation) -> web.Response:
     try:
         key = await authenticate(request.headers.get("Authorization"), state.cache, now)
         request[ACCESS_KEY] = key
-        answer = await _checked(request, state, operation, key)
+        answer = await _checked(request, state, operation, key, now)
     except UpstreamError:
         raise
     except ApiError as error:
@@ -96,9 +97,8 @@ async def _handle(request: web.Request, operation: Operation) -> web.Response:
 
 
 async def _checked(
-    request: web.Request, state: GatewayState, operation: Operation, key: Key
+    request: web.Request, state: GatewayState, operation: Operation, key: Key, now: datetime
 ) -> UpstreamAnswer:
-    now = utcnow()
     server = state.settings.server
     check_window(key, now)
     address = client_address(
