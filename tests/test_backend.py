@@ -11,27 +11,11 @@ import aiohttp
 import pytest
 
 from gateway.backend import start_backend
+from tests.test_shares import DEFAULTS
 
 KEY = "backend-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}", "X-Request-Id": "req-1"}
 
-DEFAULTS: dict[str, object] = {
-    "contentType": "PAGE",
-    "spaceId": None,
-    "spaceKey": None,
-    "name": "External Share Link",
-    "description": None,
-    "expiration": None,
-    "showComments": False,
-    "allowAddComment": False,
-    "showAttachments": False,
-    "allowAddAttachment": False,
-    "allowRemoveUnsupportedMacros": False,
-    "showMacrosPlaceholder": False,
-    "allowShareChildPages": False,
-    "showLabels": False,
-    "selectedUsersConfig": None,
-}
 
 MISSING = "3f1c2d9e-8b7a-4c6d-9e0f-1a2b3c4d5e6f"
 
